@@ -1,0 +1,39 @@
+# Every target bootstraps .venv on first use, so a fresh clone needs only `make demo` / `make test`.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+# Shared 2-core machines: OpenMP spin-waiting makes torch 10-20x slower under load.
+export OMP_WAIT_POLICY := PASSIVE
+export NUMBA_NUM_THREADS ?= 1
+
+.PHONY: setup demo test lint bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	# torch first: the pinned CPU build; the project's torch range then installs nothing more.
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+demo: setup
+	mkdir -p results
+	$(BIN)/ccm solve examples/data/arithmetic_layer7_r256.npz --method auto --time-limit 20 \
+		--floors 1.0,0.99,0.975,0.95,0.925,0.9,0.8 \
+		--json results/arithmetic_frontier.json --plot results/arithmetic_frontier.png
+
+test: setup lint
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check solver intervention service tests bench
+
+bench: setup
+	$(BIN)/python bench/greedy_golden.py
+	$(BIN)/python bench/pairwise_quality.py
+	$(BIN)/python bench/pairwise_exact_small.py
+	$(BIN)/python bench/per_input_scale.py
+
+clean:
+	rm -rf $(VENV) results .pytest_cache

@@ -1,0 +1,27 @@
+"""The optimisation core: which candidate causal model explains which inputs.
+
+numpy + PuLP (+ highspy) only: this package never imports torch, ray, ``intervention``
+or ``service``.
+"""
+
+from solver.api import Solver, SolverConfigError, frontier, solve
+from solver.certificate import Certificate
+from solver.data import IIADataError, PairwiseIIA, PerInputIIA, load_iia
+from solver.result import Frontier, Partition
+from solver.verify import PartitionCheckError, check_partition
+
+__all__ = [
+    "Certificate",
+    "Frontier",
+    "IIADataError",
+    "PairwiseIIA",
+    "Partition",
+    "PartitionCheckError",
+    "PerInputIIA",
+    "Solver",
+    "SolverConfigError",
+    "check_partition",
+    "frontier",
+    "load_iia",
+    "solve",
+]

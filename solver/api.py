@@ -1,0 +1,267 @@
+"""The library surface: a plain-constructor ``Solver`` with ``solve`` (one floor) and
+``frontier`` (a sweep), and the matching functions.
+
+Every partition is checked by ``solver.verify.check_partition`` before it is returned.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from solver.certificate import Certificate
+from solver.data import IIADataError, PairwiseIIA, PerInputIIA
+from solver.greedy import greedy_partition, greedy_per_input
+from solver.result import Frontier, Partition
+from solver.verify import check_partition
+
+SEMANTICS = ("pairwise", "per-input")
+SCOPES = ("per-model", "global")
+METHODS = ("greedy", "ilp", "auto")
+DEFAULT_TIME_LIMIT = 30.0  # seconds per floor for `auto` when none is given
+EXACT_MAX_INPUTS = 100  # pairwise instances this small also get the exact program in `auto`
+
+IIAData = PairwiseIIA | PerInputIIA
+
+
+class SolverConfigError(ValueError):
+    """A solve that was asked for in a way that cannot work; the message names the fix."""
+
+
+def _choice(value: str, allowed: Sequence[str], what: str) -> str:
+    if value not in allowed:
+        raise SolverConfigError(f"unknown {what} {value!r}; choose one of {list(allowed)}")
+    return value
+
+
+def check_floor(floor: float) -> float:
+    floor = float(floor)
+    if not math.isfinite(floor) or not 0.0 < floor <= 1.0:
+        raise SolverConfigError(
+            f"floor {floor!r} is outside (0, 1]: a faithfulness floor is an IIA such as 0.95"
+        )
+    return floor
+
+
+class Solver:
+    """Finds the input-to-model partition that explains the most inputs at a faithfulness floor.
+
+    Parameters
+    ----------
+    semantics : "pairwise" (the paper's: mean over pairs inside a cell) or "per-input"
+        (the mean of each input's IIA inside a cell; linear in the assignment).
+    scope : "per-model" (every non-empty cell meets the floor) or "global" (the pooled IIA
+        of all candidate cells meets it).
+    method : "greedy" (the authors' algorithm), "ilp" (an integer program through the named
+        solver) or "auto" (the best this package can do within the time limit).
+    solver : "highs" (default, via highspy), "cbc" (bundled with PuLP) or any PuLP solver name.
+    time_limit : seconds per floor; None means no limit for "ilp" and 30 s for "auto".
+    max_models, min_cell : per-input only: at most K models used, at least c inputs per cell.
+    seed : seeds the randomised searches, so a run can be repeated.
+    """
+
+    def __init__(
+        self,
+        semantics: str = "pairwise",
+        scope: str = "per-model",
+        method: str = "auto",
+        solver: str = "highs",
+        time_limit: float | None = None,
+        max_models: int | None = None,
+        min_cell: int = 1,
+        seed: int = 0,
+    ) -> None:
+        self.semantics = _choice(semantics, SEMANTICS, "semantics")
+        self.scope = _choice(scope, SCOPES, "floor scope")
+        self.method = _choice(method, METHODS, "method")
+        self.solver = solver
+        if time_limit is not None and not time_limit > 0:
+            raise SolverConfigError(f"time limit must be positive seconds, got {time_limit!r}")
+        self.time_limit = time_limit
+        if max_models is not None and max_models < 1:
+            raise SolverConfigError(f"max_models must be at least 1, got {max_models}")
+        if min_cell < 1:
+            raise SolverConfigError(f"min_cell must be at least 1, got {min_cell}")
+        if semantics == "pairwise" and (max_models is not None or min_cell > 1):
+            raise SolverConfigError(
+                "max_models and min_cell are supported for per-input semantics only; "
+                "drop them or use semantics='per-input'"
+            )
+        self.max_models = max_models
+        self.min_cell = min_cell
+        self.seed = seed
+        if method != "greedy":
+            from solver.backends import check_solver_name
+
+            check_solver_name(solver)
+
+    # -- data -------------------------------------------------------------------------------
+
+    def prepare(
+        self, data: IIAData, candidates: Sequence[str] | None = None, fallback: str | None = None
+    ) -> tuple[np.ndarray, tuple[str, ...], str | None]:
+        """The candidates' values in the layout the semantics needs, their names, the fallback."""
+        if fallback is not None:
+            data = data.with_fallback(fallback)
+        chosen = data.candidates(candidates)
+        if self.semantics == "pairwise":
+            if not isinstance(chosen, PairwiseIIA):
+                raise IIADataError(
+                    "pairwise semantics needs the pairwise tensor [models, n, n]; a per-input "
+                    "matrix supports semantics 'per-input' only"
+                )
+            return chosen.weights, chosen.models, data.fallback
+        if isinstance(chosen, PairwiseIIA):
+            chosen = chosen.to_per_input()
+        return chosen.iia, chosen.models, data.fallback
+
+    # -- solving ----------------------------------------------------------------------------
+
+    def solve(
+        self,
+        data: IIAData,
+        floor: float,
+        *,
+        candidates: Sequence[str] | None = None,
+        fallback: str | None = None,
+        warm_start: np.ndarray | None = None,
+    ) -> Partition:
+        values, models, fallback = self.prepare(data, candidates, fallback)
+        return self._solve_prepared(values, models, fallback, check_floor(floor), warm_start)
+
+    def frontier(
+        self,
+        data: IIAData,
+        floors: Sequence[float],
+        *,
+        candidates: Sequence[str] | None = None,
+        fallback: str | None = None,
+        progress=None,
+    ) -> Frontier:
+        """Solve every floor, highest first, each warm-started from the one above it: a
+        partition that meets λ meets every λ' < λ, so strength never drops as λ falls."""
+        floors = sorted({check_floor(f) for f in floors}, reverse=True)
+        if not floors:
+            raise SolverConfigError("give at least one floor")
+        values, models, fallback = self.prepare(data, candidates, fallback)
+        results: list[Partition] = []
+        previous: Partition | None = None
+        for floor in floors:
+            warm = None if previous is None else previous.assignment
+            result = self._solve_prepared(values, models, fallback, floor, warm)
+            if previous is not None and result.strength < previous.strength:
+                result = self._keep_previous(values, models, fallback, floor, previous, result)
+            results.append(result)
+            previous = result
+            if progress is not None:
+                progress(result)
+        return Frontier(self.semantics, self.scope, models, fallback, tuple(results))
+
+    def _keep_previous(self, values, models, fallback, floor, previous, weaker) -> Partition:
+        # A search can end below a partition we already hold; the held one is feasible here.
+        cert = weaker.certificate
+        kept = Certificate.build(
+            method=cert.method,
+            solver=cert.solver,
+            objective=previous.strength,
+            bound=cert.bound,
+            seconds=cert.seconds,
+            note=f"kept the partition of floor {previous.floor}, stronger than this floor's search",
+        )
+        return self._finish(values, models, fallback, floor, previous.assignment, kept)
+
+    def _solve_prepared(self, values, models, fallback, floor, warm_start) -> Partition:
+        started = time.perf_counter()
+        if self.semantics == "pairwise":
+            assignment, cert = self._pairwise(values, floor, warm_start)
+        else:
+            assignment, cert = self._per_input(values, floor, warm_start)
+        if cert.seconds <= 0:
+            cert = Certificate(**{**cert.to_dict(), "seconds": time.perf_counter() - started})
+        return self._finish(values, models, fallback, floor, assignment, cert)
+
+    def _finish(self, values, models, fallback, floor, assignment, cert) -> Partition:
+        assignment = np.asarray(assignment, dtype=np.int64)
+        iia = check_partition(
+            values,
+            assignment,
+            floor,
+            self.semantics,
+            self.scope,
+            max_models=self.max_models,
+            min_cell=self.min_cell,
+        )
+        cell_iia = {models[m]: v for m, v in sorted(iia.items())}
+        return Partition(
+            floor, self.semantics, self.scope, models, fallback, assignment, cell_iia, cert
+        )
+
+    def _greedy(self, values, floor) -> tuple[np.ndarray, Certificate]:
+        started = time.perf_counter()
+        if self.semantics == "pairwise":
+            # The authors' greedy meets the floor in every cell, so it also meets a global one.
+            assignment = greedy_partition(values, floor)
+        else:
+            assignment = greedy_per_input(values, floor)
+        cert = Certificate.build(
+            method="greedy",
+            solver="authors-greedy",
+            objective=int((assignment >= 0).sum()),
+            bound=None,
+            seconds=time.perf_counter() - started,
+        )
+        return assignment, cert
+
+    def _pairwise(self, w, floor, warm_start) -> tuple[np.ndarray, Certificate]:
+        greedy, greedy_cert = self._greedy(w, floor)
+        if self.method == "greedy":
+            return greedy, greedy_cert
+        start = _stronger(greedy, warm_start)
+        if self.method == "ilp":
+            from solver.pairwise_exact import solve_pairwise_exact
+
+            return solve_pairwise_exact(
+                w, floor, self.scope, solver=self.solver, time_limit=self.time_limit,
+                warm_start=start,
+            )
+        from solver.pairwise_auto import solve_pairwise_auto
+
+        return solve_pairwise_auto(
+            w, floor, self.scope, start=start, solver=self.solver,
+            time_limit=self.time_limit or DEFAULT_TIME_LIMIT, seed=self.seed,
+            exact_max_inputs=EXACT_MAX_INPUTS,
+        )
+
+    def _per_input(self, a, floor, warm_start) -> tuple[np.ndarray, Certificate]:
+        if self.method == "greedy":
+            return self._greedy(a, floor)
+        from solver.per_input import solve_per_input
+
+        limit = self.time_limit
+        if self.method == "auto" and limit is None:
+            limit = DEFAULT_TIME_LIMIT
+        return solve_per_input(
+            a, floor, self.scope, method=self.method, solver=self.solver, time_limit=limit,
+            max_models=self.max_models, min_cell=self.min_cell, warm_start=warm_start,
+        )
+
+
+def _stronger(a: np.ndarray, b: np.ndarray | None) -> np.ndarray:
+    if b is None:
+        return a
+    return b if (b >= 0).sum() > (a >= 0).sum() else a
+
+
+def solve(data: IIAData, floor: float, **kwargs) -> Partition:
+    """One floor; keyword arguments are Solver's, plus ``candidates`` and ``fallback``."""
+    select = {k: kwargs.pop(k) for k in ("candidates", "fallback", "warm_start") if k in kwargs}
+    return Solver(**kwargs).solve(data, floor, **select)
+
+
+def frontier(data: IIAData, floors: Sequence[float], **kwargs) -> Frontier:
+    """A sweep of floors; keyword arguments are Solver's, plus ``candidates`` and ``fallback``."""
+    select = {k: kwargs.pop(k) for k in ("candidates", "fallback", "progress") if k in kwargs}
+    return Solver(**kwargs).frontier(data, floors, **select)

@@ -1,0 +1,79 @@
+"""Results as plain dataclasses: one floor's partition, and a sweep of them (the frontier)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from solver.certificate import Certificate
+
+
+@dataclass(frozen=True, eq=False)
+class Partition:
+    """A verified input-to-model partition at one faithfulness floor.
+
+    ``assignment[i]`` is the index into ``models`` of the candidate that explains input i,
+    or -1 when the fallback takes it. ``cell_iia`` holds the IIA of every non-empty cell.
+    """
+
+    floor: float
+    semantics: str
+    floor_scope: str
+    models: tuple[str, ...]
+    fallback: str | None
+    assignment: np.ndarray
+    cell_iia: dict[str, float]
+    certificate: Certificate
+
+    @property
+    def strength(self) -> int:
+        """Inputs explained by candidates (the fallback's do not count)."""
+        return int((self.assignment >= 0).sum())
+
+    @property
+    def cell_sizes(self) -> dict[str, int]:
+        counts = np.bincount(self.assignment[self.assignment >= 0], minlength=len(self.models))
+        return {name: int(c) for name, c in zip(self.models, counts)}
+
+    def labels(self) -> list[str | None]:
+        """The model name per input, in input order; None for the fallback."""
+        return [self.models[m] if m >= 0 else None for m in self.assignment.tolist()]
+
+    def to_dict(self) -> dict:
+        return {
+            "floor": self.floor,
+            "strength": self.strength,
+            "assignment": self.labels(),
+            "cell_sizes": self.cell_sizes,
+            "cell_iia": {k: round(v, 6) for k, v in self.cell_iia.items()},
+            "certificate": self.certificate.to_dict(),
+        }
+
+
+@dataclass(frozen=True, eq=False)
+class Frontier:
+    """Partitions over a sweep of floors, highest floor first; strength never drops as λ falls."""
+
+    semantics: str
+    floor_scope: str
+    models: tuple[str, ...]
+    fallback: str | None
+    results: tuple[Partition, ...]
+
+    @property
+    def floors(self) -> list[float]:
+        return [r.floor for r in self.results]
+
+    @property
+    def strengths(self) -> list[int]:
+        return [r.strength for r in self.results]
+
+    def to_dict(self) -> dict:
+        return {
+            "semantics": self.semantics,
+            "floor_scope": self.floor_scope,
+            "models": list(self.models),
+            "fallback": self.fallback,
+            "results": [r.to_dict() for r in self.results],
+        }

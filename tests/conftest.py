@@ -1,0 +1,52 @@
+"""Test tiers: every test carries exactly one of the tier markers below, or collection fails."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+TIERS = ("unit", "property", "integration", "golden", "gpu")
+REPO = Path(__file__).resolve().parents[1]
+# The authors' published graphs: the copy shipped with the examples, and the shared original.
+BUNDLED_DATA = REPO / "examples" / "data" / "arithmetic_layer7_r256.npz"
+SHARED_DATA = Path(
+    os.environ.get("CCM_SHARED_DATA", REPO.parent / "shared" / "data" / "arithmetic_layer7_r256.npz")
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    untiered = [item.nodeid for item in items if not any(item.get_closest_marker(t) for t in TIERS)]
+    if untiered:
+        raise pytest.UsageError(
+            "every test needs a tier marker (" + ", ".join(TIERS) + "); missing on:\n  "
+            + "\n  ".join(untiered)
+        )
+    try:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    except ImportError:
+        has_cuda = False
+    if not has_cuda:
+        skip = pytest.mark.skip(reason="gpu tier: no CUDA device on this machine")
+        for item in items:
+            if item.get_closest_marker("gpu"):
+                item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def authors_graphs():
+    """The authors' pairwise IIA graphs (arithmetic, layer 7, rank 256) as PairwiseIIA."""
+    from solver import PairwiseIIA
+
+    return PairwiseIIA.load(BUNDLED_DATA)
+
+
+def random_pairwise(rng: np.random.Generator, n_models: int, n: int, p_one: float = 0.6):
+    """Symmetric weights in {0, .5, 1} with a zero diagonal, like the real graphs."""
+    w = rng.choice([0.0, 0.5, 1.0], size=(n_models, n, n), p=[(1 - p_one) / 2, (1 - p_one) / 2, p_one])
+    w = np.triu(w, 1)
+    return w + w.transpose(0, 2, 1)
