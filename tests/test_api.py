@@ -1,0 +1,90 @@
+"""The library surface: configuration errors, data/semantics mismatches, the verifier."""
+
+import numpy as np
+import pytest
+from conftest import random_pairwise
+
+from solver import (
+    IIADataError,
+    PairwiseIIA,
+    PartitionCheckError,
+    PerInputIIA,
+    Solver,
+    SolverConfigError,
+    check_partition,
+    solve,
+)
+
+
+@pytest.fixture
+def small():
+    return PairwiseIIA(random_pairwise(np.random.default_rng(3), 2, 8), ("a", "b"))
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("floor", [0.0, -0.1, 1.01, float("nan"), float("inf")])
+def test_floor_outside_unit_interval(small, floor):
+    with pytest.raises(SolverConfigError, match=r"outside \(0, 1\]"):
+        Solver(method="greedy").solve(small, floor)
+
+
+@pytest.mark.unit
+def test_configuration_errors_name_the_choices():
+    with pytest.raises(SolverConfigError, match="semantics"):
+        Solver(semantics="quadratic")
+    with pytest.raises(SolverConfigError, match="method"):
+        Solver(method="magic")
+    with pytest.raises(SolverConfigError, match="scope"):
+        Solver(scope="everywhere")
+    with pytest.raises(SolverConfigError, match="time limit"):
+        Solver(time_limit=0)
+    with pytest.raises(SolverConfigError, match="per-input semantics only"):
+        Solver(semantics="pairwise", max_models=2)
+    with pytest.raises(ValueError, match=r"unknown solver 'gurobi-ish'.*HiGHS"):
+        Solver(method="ilp", solver="gurobi-ish")
+    with pytest.raises(ValueError, match="not installed here.*PULP_CBC_CMD"):
+        Solver(method="ilp", solver="CPLEX_PY")
+
+
+@pytest.mark.unit
+def test_pairwise_semantics_needs_the_pairwise_tensor():
+    data = PerInputIIA(np.random.default_rng(0).random((5, 2)), ("a", "b"))
+    with pytest.raises(IIADataError, match="pairwise semantics needs"):
+        Solver(method="greedy").solve(data, 0.9)
+
+
+@pytest.mark.unit
+def test_unknown_candidate_and_fallback(small):
+    with pytest.raises(IIADataError, match="unknown candidate"):
+        solve(small, 0.9, method="greedy", candidates=["zz"])
+    with pytest.raises(IIADataError, match="unknown fallback"):
+        solve(small, 0.9, method="greedy", fallback="zz")
+    result = solve(small, 0.9, method="greedy", fallback="b")
+    assert result.models == ("a",) and result.fallback == "b"
+
+
+@pytest.mark.unit
+def test_checker_rejects_what_breaks_the_floor():
+    w = np.zeros((1, 4, 4))
+    w[0, 0, 1] = w[0, 1, 0] = 1.0
+    assert check_partition(w, np.array([0, 0, -1, -1]), 1.0, "pairwise", "per-model") == {0: 1.0}
+    with pytest.raises(PartitionCheckError, match="below the floor"):
+        check_partition(w, np.array([0, 0, 0, -1]), 0.5, "pairwise", "per-model")
+    with pytest.raises(PartitionCheckError, match="fewer than the minimum 2"):
+        check_partition(w, np.array([0, -1, -1, -1]), 0.5, "pairwise", "per-model")
+    with pytest.raises(PartitionCheckError, match="outside"):
+        check_partition(w, np.array([0, 0, 1, -1]), 0.5, "pairwise", "per-model")
+    # Global scope pools the pairs: 1 good pair + 2 bad ones is a mean of 1/3.
+    assert check_partition(w, np.array([0, 0, 0, -1]), 0.3, "pairwise", "global") == {0: 1 / 3}
+    a = np.array([[1.0, 0.0], [0.5, 0.9], [0.7, 0.2]])
+    with pytest.raises(PartitionCheckError, match="more than the maximum 1"):
+        check_partition(a, np.array([0, 1, -1]), 0.5, "per-input", "per-model", max_models=1)
+
+
+@pytest.mark.unit
+def test_result_serialises_names_and_fallback(small):
+    result = solve(small, 0.75, method="greedy")
+    d = result.to_dict()
+    assert d["strength"] == result.strength == sum(x is not None for x in d["assignment"])
+    assert set(d["assignment"]) <= {"a", "b", None}
+    assert d["certificate"]["status"] == "heuristic" and d["certificate"]["bound"] is None
