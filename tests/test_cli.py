@@ -1,0 +1,85 @@
+"""`ccm solve`: the output contract, the plot, and errors that name the fix."""
+
+import json
+
+import numpy as np
+import pytest
+from conftest import BUNDLED_DATA, random_pairwise
+
+from service.cli import main
+from solver import PairwiseIIA
+
+
+@pytest.fixture
+def small_file(tmp_path):
+    path = tmp_path / "small.npz"
+    w = random_pairwise(np.random.default_rng(7), 3, 12, p_one=0.7)
+    PairwiseIIA(w, ("a", "b", "fb"), fallback="fb").save(path)
+    return path
+
+
+@pytest.mark.integration
+def test_solve_greedy_writes_the_json_contract_and_plot(tmp_path, capsys):
+    out, png = tmp_path / "out.json", tmp_path / "front.png"
+    code = main([
+        "solve", str(BUNDLED_DATA), "--method", "greedy", "--floors", "0.9,1.0",
+        "--json", str(out), "--plot", str(png),
+    ])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "floor" in printed and "(X+Y)+Z 815" in printed
+    doc = json.loads(out.read_text())
+    assert doc["semantics"] == "pairwise" and doc["floor_scope"] == "per-model"
+    assert doc["fallback"] == "(X+Y+Z)" and "(X+Y+Z)" not in doc["models"]
+    assert [r["floor"] for r in doc["results"]] == [1.0, 0.9]
+    assert [r["strength"] for r in doc["results"]] == [387, 903]
+    first = doc["results"][1]
+    assert len(first["assignment"]) == 1000
+    assert sum(x is not None for x in first["assignment"]) == first["strength"]
+    assert set(first["certificate"]) >= {"method", "solver", "status", "objective", "bound", "gap", "seconds"}
+    assert doc["complete"] is True and set(doc["singles"]) == set(doc["models"])
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.integration
+def test_candidates_and_fallback_flags(small_file, tmp_path):
+    out = tmp_path / "o.json"
+    assert main(["solve", str(small_file), "--method", "greedy", "--floors", "0.8",
+                 "--candidates", "a", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["models"] == ["a"]
+    assert main(["solve", str(small_file), "--method", "greedy", "--floors", "0.8",
+                 "--fallback", "a", "--json", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["models"] == ["b", "fb"] and doc["fallback"] == "a"
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--floors", "1.5"], r"outside \(0, 1\]"),
+        (["--floors", "0.9,x"], "comma-separated numbers"),
+        (["--candidates", "nope"], "unknown candidate"),
+        (["--candidates", "a,fb"], "fallback and cannot also be a candidate"),
+        (["--fallback", "nope"], "unknown fallback"),
+        (["--method", "ilp", "--solver", "nosuch"], "unknown solver 'nosuch'"),
+        (["--json", "/nonexistent-dir/x.json"], "does not exist"),
+        (["--semantics", "pairwise", "--max-models", "1"], "per-input semantics only"),
+    ],
+)
+def test_bad_requests_exit_2_with_a_named_problem(small_file, capsys, extra, message):
+    args = ["solve", str(small_file), "--method", "greedy", *extra]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err
+    assert __import__("re").search(message, err), err
+
+
+@pytest.mark.integration
+def test_bad_file_exits_2(tmp_path, capsys):
+    bad = tmp_path / "bad.npz"
+    w = np.zeros((1, 3, 3))
+    w[0, 0, 1] = np.nan
+    np.savez(bad, weights=w, models=np.array(["a"]))
+    assert main(["solve", str(bad), "--method", "greedy"]) == 2
+    assert "NaN" in capsys.readouterr().err
