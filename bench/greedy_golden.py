@@ -20,10 +20,14 @@ GOLDEN = json.loads((ROOT / "tests" / "golden" / "paper_greedy.json").read_text(
 
 def main() -> None:
     data = PairwiseIIA.load(ROOT / "examples" / "data" / "arithmetic_layer7_r256.npz")
-    rows = [(name, None if name == "all" else [name], GOLDEN["floors"], expected)
-            for name, expected in GOLDEN["table"].items()]
-    rows += [(" + ".join(p["candidates"]), p["candidates"], p["floors"], p["strengths"])
-             for p in GOLDEN["pairs"]]
+    rows = [
+        (name, None if name == "all" else [name], GOLDEN["floors"], expected)
+        for name, expected in GOLDEN["table"].items()
+    ]
+    rows += [
+        (" + ".join(p["candidates"]), p["candidates"], p["floors"], p["strengths"])
+        for p in GOLDEN["pairs"]
+    ]
     matching = 0
     started = time.perf_counter()
     for name, candidates, floors, expected in rows:

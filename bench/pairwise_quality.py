@@ -32,18 +32,23 @@ def main() -> None:
     floors = [float(f) for f in args.floors.split(",")]
     data = PairwiseIIA.load(DATA)
     w = data.candidates().weights
-    print(f"machine: {platform.node()} {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} cores; time limit {args.time_limit:g} s per floor")
+    print(
+        f"machine: {platform.node()} {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cores; time limit {args.time_limit:g} s per floor"
+    )
     started = time.perf_counter()
     greedy = Solver(method="greedy").frontier(data, floors)
     auto = Solver(method="auto", time_limit=args.time_limit, seed=args.seed).frontier(data, floors)
-    print(f"{'floor':>6} {'greedy':>6} {'auto':>6} {'target':>6} {'bound':>6} {'gap':>7} {'status':>9} {'s':>6}")
+    columns = ("floor", "greedy", "auto", "target", "bound", "gap", "status", "s")
+    print(" ".join(f"{c:>6}" for c in columns))
     for g, a in zip(greedy.results, auto.results):
         check_partition(w, a.assignment, a.floor, "pairwise", "per-model")  # independent re-check
         c = a.certificate
         target = TARGETS.get(a.floor, "-")
-        print(f"{a.floor:>6} {g.strength:>6} {a.strength:>6} {target:>6} {c.bound:>6.0f} "
-              f"{c.gap:>7.4f} {c.status:>9} {c.seconds:>6.1f}")
+        print(
+            f"{a.floor:>6} {g.strength:>6} {a.strength:>6} {target:>6} {c.bound:>6.0f} "
+            f"{c.gap:>7.4f} {c.status:>9} {c.seconds:>6.1f}"
+        )
     missed = [a.floor for a in auto.results if a.strength < TARGETS.get(a.floor, 0)]
     print(f"targets missed at: {missed or 'none'}; total {time.perf_counter() - started:.0f} s")
     ratio = sum(auto.strengths) / max(1, sum(greedy.strengths))

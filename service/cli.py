@@ -29,7 +29,9 @@ def _floors(text: str) -> list[float]:
     try:
         return [float(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise CLIError(f"--floors takes comma-separated numbers such as 1.0,0.95,0.9; got {text!r}")
+        raise CLIError(
+            f"--floors takes comma-separated numbers such as 1.0,0.95,0.9; got {text!r}"
+        ) from None
 
 
 def _names(text: str | None) -> list[str] | None:
@@ -66,7 +68,9 @@ def _row(p: Partition) -> str:
     )
 
 
-HEADER = f"{'floor':>6} {'strength':>8} {'bound':>6} {'gap':>7} {'status':>10} {'seconds':>7}  cells"
+HEADER = (
+    f"{'floor':>6} {'strength':>8} {'bound':>6} {'gap':>7} {'status':>10} {'seconds':>7}  cells"
+)
 
 
 def cmd_solve(args: argparse.Namespace) -> int:
@@ -86,8 +90,10 @@ def cmd_solve(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     _, models, fallback = solver.prepare(data, candidates, args.fallback)
-    print(f"{args.semantics} semantics, {args.scope} floor, method {args.method}, "
-          f"{data.n_inputs} inputs, candidates {list(models)}, fallback {fallback}")
+    print(
+        f"{args.semantics} semantics, {args.scope} floor, method {args.method}, "
+        f"{data.n_inputs} inputs, candidates {list(models)}, fallback {fallback}"
+    )
     print(HEADER)
     done: list[Partition] = []
 
@@ -110,8 +116,13 @@ def cmd_solve(args: argparse.Namespace) -> int:
     if plot_path is not None and len(models) > 1:
         single_limit = max(1.0, (args.time_limit or DEFAULT_TIME_LIMIT) / len(models))
         single_solver = Solver(
-            semantics=args.semantics, scope=args.scope, method=args.method, solver=args.solver,
-            time_limit=single_limit, max_models=args.max_models, min_cell=args.min_cell,
+            semantics=args.semantics,
+            scope=args.scope,
+            method=args.method,
+            solver=args.solver,
+            time_limit=single_limit,
+            max_models=args.max_models,
+            min_cell=args.min_cell,
             seed=args.seed,
         )
         for name in models:
@@ -130,13 +141,17 @@ def cmd_solve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_json(path: Path, combined: Frontier, singles: dict[str, Frontier], complete: bool) -> None:
+def _write_json(
+    path: Path, combined: Frontier, singles: dict[str, Frontier], complete: bool
+) -> None:
     out = combined.to_dict()
     out["complete"] = complete
     if singles:
         out["singles"] = {
-            name: [{"floor": r.floor, "strength": r.strength, "status": r.certificate.status}
-                   for r in f.results]
+            name: [
+                {"floor": r.floor, "strength": r.strength, "status": r.certificate.status}
+                for r in f.results
+            ]
             for name, f in singles.items()
         }
     path.write_text(json.dumps(out, indent=1) + "\n")
@@ -156,12 +171,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--semantics", choices=SEMANTICS, default="pairwise")
     s.add_argument("--scope", choices=SCOPES, default="per-model")
     s.add_argument("--method", choices=METHODS, default="auto")
-    s.add_argument("--floors", default=PAPER_FLOORS, help=f"comma-separated (default {PAPER_FLOORS})")
+    s.add_argument(
+        "--floors", default=PAPER_FLOORS, help=f"comma-separated (default {PAPER_FLOORS})"
+    )
     s.add_argument("--candidates", help="NAME,NAME,...: a subset of the file's models")
-    s.add_argument("--fallback", help="the model that takes unexplained inputs (overrides the file's)")
+    s.add_argument(
+        "--fallback", help="the model that takes unexplained inputs (overrides the file's)"
+    )
     s.add_argument("--max-models", type=int, help="per-input only: use at most K models")
     s.add_argument("--min-cell", type=int, default=1, help="per-input only: inputs per used model")
-    s.add_argument("--time-limit", type=float, help=f"seconds per floor (auto default {DEFAULT_TIME_LIMIT:g})")
+    s.add_argument(
+        "--time-limit", type=float, help=f"seconds per floor (auto default {DEFAULT_TIME_LIMIT:g})"
+    )
     s.add_argument("--solver", default="highs", help="highs (default), cbc, or a PuLP solver name")
     s.add_argument("--seed", type=int, default=0, help="seed of the randomised searches")
     s.add_argument("--json", help="write the results here")
@@ -178,8 +199,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ccm {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except PartitionCheckError as exc:
-        print(f"ccm {args.command}: internal error, a solver returned an invalid partition: {exc}",
-              file=sys.stderr)
+        print(
+            f"ccm {args.command}: internal error, a solver returned an invalid partition: {exc}",
+            file=sys.stderr,
+        )
         return 3
 
 

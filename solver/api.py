@@ -224,14 +224,23 @@ class Solver:
             from solver.pairwise_exact import solve_pairwise_exact
 
             return solve_pairwise_exact(
-                w, floor, self.scope, solver=self.solver, time_limit=self.time_limit,
+                w,
+                floor,
+                self.scope,
+                solver=self.solver,
+                time_limit=self.time_limit,
                 warm_start=start,
             )
         from solver.pairwise_auto import solve_pairwise_auto
 
         return solve_pairwise_auto(
-            w, floor, self.scope, start=start, solver=self.solver,
-            time_limit=self.time_limit or DEFAULT_TIME_LIMIT, seed=self.seed,
+            w,
+            floor,
+            self.scope,
+            start=start,
+            solver=self.solver,
+            time_limit=self.time_limit or DEFAULT_TIME_LIMIT,
+            seed=self.seed,
             exact_max_inputs=EXACT_MAX_INPUTS,
         )
 
@@ -244,8 +253,15 @@ class Solver:
         if self.method == "auto" and limit is None:
             limit = DEFAULT_TIME_LIMIT
         return solve_per_input(
-            a, floor, self.scope, method=self.method, solver=self.solver, time_limit=limit,
-            max_models=self.max_models, min_cell=self.min_cell, warm_start=warm_start,
+            a,
+            floor,
+            self.scope,
+            method=self.method,
+            solver=self.solver,
+            time_limit=limit,
+            max_models=self.max_models,
+            min_cell=self.min_cell,
+            warm_start=warm_start,
         )
 
 

@@ -118,7 +118,9 @@ class PairwiseIIA:
             np.fill_diagonal(w[m], 0.0)  # w(i, i) does not exist; never count it
         w.setflags(write=False)
         object.__setattr__(self, "weights", w)
-        object.__setattr__(self, "models", _check_names(self.models, w.shape[0], "pairwise weights"))
+        object.__setattr__(
+            self, "models", _check_names(self.models, w.shape[0], "pairwise weights")
+        )
         object.__setattr__(self, "fallback", _check_fallback(self.fallback, self.models))
 
     @property
@@ -148,7 +150,9 @@ class PairwiseIIA:
         twice = self.weights * 2
         if np.array_equal(twice, np.round(twice)):
             # The compact published format: 2·w as uint8 (values 0, 1, 2).
-            np.savez_compressed(path, twice_w=twice.astype(np.uint8), models=np.array(self.models), **extra)
+            np.savez_compressed(
+                path, twice_w=twice.astype(np.uint8), models=np.array(self.models), **extra
+            )
         else:
             np.savez_compressed(path, weights=self.weights, models=np.array(self.models), **extra)
 

@@ -40,7 +40,9 @@ def solve_pairwise_auto(
     def left() -> float:
         return time_limit - (time.perf_counter() - started)
 
-    bound, how = pairwise_upper_bound(w, floor, scope, time_limit=min(BOUND_CAP, BOUND_SHARE * time_limit))
+    bound, how = pairwise_upper_bound(
+        w, floor, scope, time_limit=min(BOUND_CAP, BOUND_SHARE * time_limit)
+    )
     best, parts = start, ["start"]
     # Strength is an integer: a start that reaches the floored bound is already optimal.
     if _strength(best) < math.floor(bound + 1e-6) and left() > 0:

@@ -61,7 +61,9 @@ def check_partition(
     smallest = max(min_cell, MIN_PAIRWISE_CELL if pairwise else 1)
     for m, size in sizes.items():
         if size < smallest:
-            raise PartitionCheckError(f"cell {m} has {size} inputs, fewer than the minimum {smallest}")
+            raise PartitionCheckError(
+                f"cell {m} has {size} inputs, fewer than the minimum {smallest}"
+            )
     if max_models is not None and len(cells) > max_models:
         raise PartitionCheckError(f"{len(cells)} models used, more than the maximum {max_models}")
     if scope == "global":

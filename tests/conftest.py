@@ -13,7 +13,9 @@ REPO = Path(__file__).resolve().parents[1]
 # The authors' published graphs: the copy shipped with the examples, and the shared original.
 BUNDLED_DATA = REPO / "examples" / "data" / "arithmetic_layer7_r256.npz"
 SHARED_DATA = Path(
-    os.environ.get("CCM_SHARED_DATA", REPO.parent / "shared" / "data" / "arithmetic_layer7_r256.npz")
+    os.environ.get(
+        "CCM_SHARED_DATA", REPO.parent / "shared" / "data" / "arithmetic_layer7_r256.npz"
+    )
 )
 
 
@@ -21,7 +23,9 @@ def pytest_collection_modifyitems(config, items):
     untiered = [item.nodeid for item in items if not any(item.get_closest_marker(t) for t in TIERS)]
     if untiered:
         raise pytest.UsageError(
-            "every test needs a tier marker (" + ", ".join(TIERS) + "); missing on:\n  "
+            "every test needs a tier marker ("
+            + ", ".join(TIERS)
+            + "); missing on:\n  "
             + "\n  ".join(untiered)
         )
     try:
@@ -47,6 +51,8 @@ def authors_graphs():
 
 def random_pairwise(rng: np.random.Generator, n_models: int, n: int, p_one: float = 0.6):
     """Symmetric weights in {0, .5, 1} with a zero diagonal, like the real graphs."""
-    w = rng.choice([0.0, 0.5, 1.0], size=(n_models, n, n), p=[(1 - p_one) / 2, (1 - p_one) / 2, p_one])
+    w = rng.choice(
+        [0.0, 0.5, 1.0], size=(n_models, n, n), p=[(1 - p_one) / 2, (1 - p_one) / 2, p_one]
+    )
     w = np.triu(w, 1)
     return w + w.transpose(0, 2, 1)

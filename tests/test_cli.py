@@ -21,10 +21,20 @@ def small_file(tmp_path):
 @pytest.mark.integration
 def test_solve_greedy_writes_the_json_contract_and_plot(tmp_path, capsys):
     out, png = tmp_path / "out.json", tmp_path / "front.png"
-    code = main([
-        "solve", str(BUNDLED_DATA), "--method", "greedy", "--floors", "0.9,1.0",
-        "--json", str(out), "--plot", str(png),
-    ])
+    code = main(
+        [
+            "solve",
+            str(BUNDLED_DATA),
+            "--method",
+            "greedy",
+            "--floors",
+            "0.9,1.0",
+            "--json",
+            str(out),
+            "--plot",
+            str(png),
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "floor" in printed and "(X+Y)+Z 815" in printed
@@ -36,7 +46,15 @@ def test_solve_greedy_writes_the_json_contract_and_plot(tmp_path, capsys):
     first = doc["results"][1]
     assert len(first["assignment"]) == 1000
     assert sum(x is not None for x in first["assignment"]) == first["strength"]
-    assert set(first["certificate"]) >= {"method", "solver", "status", "objective", "bound", "gap", "seconds"}
+    assert set(first["certificate"]) >= {
+        "method",
+        "solver",
+        "status",
+        "objective",
+        "bound",
+        "gap",
+        "seconds",
+    }
     assert doc["complete"] is True and set(doc["singles"]) == set(doc["models"])
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -44,11 +62,41 @@ def test_solve_greedy_writes_the_json_contract_and_plot(tmp_path, capsys):
 @pytest.mark.integration
 def test_candidates_and_fallback_flags(small_file, tmp_path):
     out = tmp_path / "o.json"
-    assert main(["solve", str(small_file), "--method", "greedy", "--floors", "0.8",
-                 "--candidates", "a", "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "solve",
+                str(small_file),
+                "--method",
+                "greedy",
+                "--floors",
+                "0.8",
+                "--candidates",
+                "a",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert json.loads(out.read_text())["models"] == ["a"]
-    assert main(["solve", str(small_file), "--method", "greedy", "--floors", "0.8",
-                 "--fallback", "a", "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "solve",
+                str(small_file),
+                "--method",
+                "greedy",
+                "--floors",
+                "0.8",
+                "--fallback",
+                "a",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     doc = json.loads(out.read_text())
     assert doc["models"] == ["b", "fb"] and doc["fallback"] == "a"
 

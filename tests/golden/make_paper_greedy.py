@@ -29,16 +29,24 @@ def parse(text: str) -> dict:
             name = "all" if cells[0] == "all six" else cells[0]
             table[name] = [int(c) for c in cells[1:]]
     pairs = []
-    for match in re.finditer(r"\{([^}]*)\}\s+([\d /]+)", section.split("Pairs of one", 1)[1].split("\n\n")[0]):
+    for match in re.finditer(
+        r"\{([^}]*)\}\s+([\d /]+)", section.split("Pairs of one", 1)[1].split("\n\n")[0]
+    ):
         names = [n.strip() for n in match.group(1).split(",")]
         strengths = [int(s) for s in match.group(2).split("/") if s.strip()]
-        pairs.append({"candidates": names, "floors": [1.0, 0.95, 0.9, 0.8][: len(strengths)],
-                      "strengths": strengths})
+        pairs.append(
+            {
+                "candidates": names,
+                "floors": [1.0, 0.95, 0.9, 0.8][: len(strengths)],
+                "strengths": strengths,
+            }
+        )
     cells = {}
-    for floor_text, body in re.findall(r"At λ = ([\d.]+) the [^:]*?(?:partition is|order is) (.*?)(?:;|\n)", section):
+    for floor_text, body in re.findall(
+        r"At λ = ([\d.]+) the [^:]*?(?:partition is|order is) (.*?)(?:;|\n)", section
+    ):
         sizes = dict(
-            (m.group(1).strip(), int(m.group(2)))
-            for m in re.finditer(r"([()XYZ+]+) (\d+)", body)
+            (m.group(1).strip(), int(m.group(2))) for m in re.finditer(r"([()XYZ+]+) (\d+)", body)
         )
         cells[floor_text] = {k: v for k, v in sizes.items() if k in CANDIDATES}
     return {"floors": floors, "table": table, "pairs": pairs, "cells": cells}
