@@ -1,0 +1,155 @@
+"""The built-in tasks: their input spaces, prompts, labels, candidate models and fallback.
+
+An input's index is its row everywhere: inputs are enumerated once, the last input variable
+varying fastest (arithmetic: index = (X-1)*100 + (Y-1)*10 + (Z-1), as the authors' data).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from intervention.causal_model import CausalModel
+
+
+@dataclass(frozen=True)
+class Task:
+    """A task: input variables and domains, how an input reads as a prompt, the label of an
+    input (an index into ``classes``), the candidates and the fallback."""
+
+    name: str
+    inputs: Mapping[str, tuple]
+    render: Callable[[Mapping[str, object]], str]
+    classes: tuple
+    candidates: tuple[CausalModel, ...]
+    fallback: CausalModel
+    intervened: str = "P"  # the intermediate variable every candidate exposes
+    values: dict[str, np.ndarray] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "values", self.fallback.input_space())
+        names = [m.name for m in (*self.candidates, self.fallback)]
+        if len(set(names)) != len(names):
+            raise ValueError(f"task {self.name}: candidate names repeat: {names}")
+        for model in (*self.candidates, self.fallback):
+            if tuple(model.inputs) != tuple(self.inputs):
+                raise ValueError(
+                    f"task {self.name}: candidate {model.name!r} has inputs {list(model.inputs)}, "
+                    f"the task has {list(self.inputs)}; candidates must read the task's inputs"
+                )
+            if self.intervened not in model.graph:
+                raise ValueError(
+                    f"task {self.name}: candidate {model.name!r} has no variable "
+                    f"{self.intervened!r} to intervene on"
+                )
+
+    @property
+    def n_inputs(self) -> int:
+        return len(next(iter(self.values.values())))
+
+    def prompts(self) -> list[str]:
+        return [
+            self.render({v: self.values[v][i].item() for v in self.inputs})
+            for i in range(self.n_inputs)
+        ]
+
+    def label_index(self, outputs: np.ndarray) -> np.ndarray:
+        """Map output values to class indices; an output outside the classes is an error."""
+        lookup = {c: k for k, c in enumerate(self.classes)}
+        flat = [lookup.get(x) for x in np.asarray(outputs).ravel().tolist()]
+        if any(k is None for k in flat):
+            bad = next(x for x, k in zip(np.asarray(outputs).ravel().tolist(), flat) if k is None)
+            raise ValueError(f"task {self.name}: output {bad!r} is not one of its classes")
+        return np.asarray(flat, dtype=np.int64).reshape(np.shape(outputs))
+
+    def labels(self) -> np.ndarray:
+        """The class index of every input, from the fallback (the task's own output)."""
+        return self.label_index(self.fallback.run(self.values)[self.fallback.output])
+
+    def counterfactual_labels(
+        self, model: CausalModel, base: np.ndarray, source: np.ndarray
+    ) -> np.ndarray:
+        """Class indices of II_model(base, source) for arrays of input indices."""
+        # The intervened variable over all inputs once; pairs then only gather and re-run.
+        on_all = model.run(self.values)[self.intervened]
+        base_values = {v: x[base] for v, x in self.values.items()}
+        out = model.run(base_values, fixed={self.intervened: on_all[source]})[model.output]
+        return self.label_index(out)
+
+
+def arithmetic() -> Task:
+    """`X+Y+Z=` with X, Y, Z in 1..10: 1000 inputs, 28 classes (the sums 3..30)."""
+    digits = tuple(range(1, 11))
+    inputs = {"X": digits, "Y": digits, "Z": digits}
+    shapes = {
+        "(X+Y)+Z": ("X + Y", "P + Z"),
+        "(X+Z)+Y": ("X + Z", "P + Y"),
+        "X+(Y+Z)": ("Y + Z", "P + X"),
+        "(X)+Y+Z": ("X", "P + Y + Z"),
+        "X+(Y)+Z": ("Y", "X + P + Z"),
+        "X+Y+(Z)": ("Z", "X + Y + P"),
+    }
+    candidates = tuple(
+        CausalModel(name, inputs, {"P": p, "O": o}, "O") for name, (p, o) in shapes.items()
+    )
+    fallback = CausalModel("(X+Y+Z)", inputs, {"P": "X + Y + Z", "O": "P"}, "O")
+    return Task(
+        "arithmetic",
+        inputs,
+        lambda v: f"{v['X']}+{v['Y']}+{v['Z']}=",
+        tuple(range(3, 31)),
+        candidates,
+        fallback,
+    )
+
+
+# Boolean task encoding: OP* is True for Not, False for the identity I; B is True for And.
+_OP = "xor(OP{k}, {x})"  # Op applied to a value: Not flips it, I keeps it
+_X2 = _OP.format(k=2, x="X")
+_Y3 = _OP.format(k=3, x="Y")
+
+
+def _combine(b: str, left: str, right: str) -> str:
+    return f"(({left}) and ({right})) if {b} else (({left}) or ({right}))"
+
+
+def boolean() -> Task:
+    """`Op1(Op2(X) B Op3(Y))=` with X, Y in {True, False}, Op in {Not, I}, B in {And, Or}:
+    64 inputs, 2 classes; twelve one-intermediate candidates and the fallback O."""
+    tf = (True, False)
+    inputs = {"X": tf, "Y": tf, "OP1": tf, "OP2": tf, "OP3": tf, "B": tf}
+    q = _combine("B", _X2, _Y3)
+    full = f"xor(OP1, {q})"
+    v, w, b_flip = f"xor(OP1, {_X2})", f"xor(OP1, {_Y3})", "xor(B, OP1)"
+    copies = {
+        name: (name, full.replace(f"OP{name[-1]}" if name.startswith("OP") else name, "P"))
+        for name in ("OP1", "OP2", "OP3")
+    }
+    shapes = {
+        **copies,
+        "X": ("X", f"xor(OP1, {_combine('B', _OP.format(k=2, x='P'), _Y3)})"),
+        "Y": ("Y", f"xor(OP1, {_combine('B', _X2, _OP.format(k=3, x='P'))})"),
+        "B": ("B", f"xor(OP1, {_combine('P', _X2, _Y3)})"),
+        "X'": (_X2, f"xor(OP1, {_combine('B', 'P', _Y3)})"),
+        "Y'": (_Y3, f"xor(OP1, {_combine('B', _X2, 'P')})"),
+        "Q": (q, "xor(OP1, P)"),
+        "V": (v, _combine(b_flip, "P", w)),
+        "W": (w, _combine(b_flip, v, "P")),
+        "B'": (b_flip, _combine("P", v, w)),
+    }
+    candidates = tuple(
+        CausalModel(name, inputs, {"P": p, "O": o}, "O") for name, (p, o) in shapes.items()
+    )
+    fallback = CausalModel("O", inputs, {"P": full, "O": "P"}, "O")
+
+    def render(x: Mapping[str, object]) -> str:
+        op = {True: "Not", False: "I"}
+        b = "And" if x["B"] else "Or"
+        return f"{op[x['OP1']]}({op[x['OP2']]}({x['X']}) {b} {op[x['OP3']]}({x['Y']}))="
+
+    return Task("boolean", inputs, render, (False, True), candidates, fallback)
+
+
+BUILT_IN: dict[str, Callable[[], Task]] = {"arithmetic": arithmetic, "boolean": boolean}
