@@ -27,3 +27,34 @@ def check_solver_name(name: str) -> str:
             "('highs' and 'cbc' come with this package)"
         )
     return pulp_name
+
+
+_banner_shown = False
+
+
+def new_highs():
+    """A silent ``highspy.Highs``. HiGHS prints its banner to the C stdout the first time one
+    is built in a process, before any option can be set; that first build happens with fd 1
+    pointed at /dev/null so that tables printed by ``ccm`` stay clean."""
+    global _banner_shown
+    import os
+    import sys
+
+    import highspy
+
+    if not _banner_shown:
+        sys.stdout.flush()
+        saved = os.dup(1)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, 1)
+            highs = highspy.Highs()
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+            os.close(devnull)
+        _banner_shown = True
+    else:
+        highs = highspy.Highs()
+    highs.setOptionValue("output_flag", False)
+    return highs

@@ -1,0 +1,495 @@
+"""The exact MILP for per-input semantics, built with PuLP (any PuLP solver) or straight
+through highspy's array API (fast model build at scale).
+
+Variables x[i, m] in {0, 1} (input i in the cell of model m), optionally y[m] in {0, 1}
+(model m has a non-empty cell) when ``max_models`` or ``min_cell`` asks for it.
+
+Two phases, because one lexicographic objective Σ x + ε Σ a x is slow to prove: its bound
+is fractional, so a knapsack-like gap of one unit of strength (LP 698.03 against 697 on
+the real data at λ = 0.9) keeps branch and bound busy for minutes, while the pure
+strength objective has integer costs, which both HiGHS and CBC exploit to close the same
+gap at once (0.2 s). Phase 1 maximises Σ x; phase 2 (``min_strength`` given) maximises
+Σ a x subject to Σ x >= the phase-1 strength, as a best-effort tie-break.
+
+Every function here returns raw solver output (``MilpResult``); checking and repairing the
+partition, and turning the bound into a ``Certificate``, is the caller's job
+(``solver.per_input``), because solvers accept constraint violations up to their own
+tolerance.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+
+import highspy
+import numpy as np
+import pulp
+
+from solver.backends import check_solver_name, new_highs
+from solver.feasibility import TOL
+
+SCOPES = ("per-model", "global")
+
+
+@dataclass
+class MilpResult:
+    """What a MILP run left: the incumbent (``None`` when there is none), a proven upper
+    bound on the objective of the phase (strength, or total IIA in phase 2; ``None`` when
+    the solver gives none), and the solver's own words on how it stopped."""
+
+    assign: np.ndarray | None
+    bound: float | None
+    proven_optimal: bool
+    status: str
+    solver: str
+    seconds: float
+
+
+def _objective(a: np.ndarray, assign: np.ndarray, min_strength: int | None) -> float:
+    rows = np.flatnonzero(assign >= 0)
+    return float(len(rows)) if min_strength is None else float(a[rows, assign[rows]].sum())
+
+
+def _start_mismatch(reported: float, a, assign, min_strength) -> bool:
+    """HiGHS 1.16 bug: with a MIP start that presolve improves ("MIP start solution is
+    feasible in the reduced space: objective value is 5"), it can stop at once reporting
+    the improved objective while handing back the unimproved start (objective 4). Seen
+    on a 7 x 2 instance with max_models=1. Detected here; the caller solves again
+    without the start."""
+    if assign is None or not math.isfinite(reported):
+        return False
+    return abs(reported - _objective(a, assign, min_strength)) > 1e-6 * max(1.0, abs(reported))
+
+
+def _needs_y(max_models: int | None, min_cell: int) -> bool:
+    return max_models is not None or min_cell > 1
+
+
+def allowed_models(a: np.ndarray, floor: float, scope: str) -> np.ndarray:
+    """Models that can hold a non-empty cell: under the per-model floor a cell's mean is at
+    most its largest entry, so a model with no entry reaching the floor (up to the shared
+    tolerance) stays empty."""
+    if scope == "per-model":
+        return (a >= floor - TOL).any(axis=0)
+    return np.ones(a.shape[1], dtype=bool)
+
+
+# ---------------------------------------------------------------------------------------
+# PuLP
+# ---------------------------------------------------------------------------------------
+
+
+def _pulp_available() -> list[str]:
+    return list(pulp.listSolvers(onlyAvailable=True))
+
+
+def make_pulp_solver(name: str, time_limit: float | None, warm: bool):
+    """The PuLP solver object for ``name``; a ValueError naming the installed alternatives
+    when the name is unknown or the solver is not available here."""
+    check_solver_name(name)
+    key = name.lower()
+    try:
+        if key == "highs":
+            new_highs()  # takes HiGHS's one-time banner off stdout before PuLP builds its own
+            solver = _WarmHiGHS(msg=False, timeLimit=time_limit, gapRel=0.0)
+            solver.warm = warm
+        elif key == "cbc":
+            # logPath: the log is the only place CBC says whether it stopped on time and
+            # what its bound was (PuLP reads "Stopped on time" as Optimal).
+            with warnings.catch_warnings():
+                # PuLP 3.3 flags its bundled CBC as deprecated for 4.0; it is the one CBC
+                # every install has.
+                warnings.simplefilter("ignore", DeprecationWarning)
+                solver = pulp.PULP_CBC_CMD(
+                    msg=False, timeLimit=time_limit, gapRel=0.0, warmStart=warm
+                )
+        else:
+            kwargs: dict = {"msg": False}
+            if time_limit is not None:
+                kwargs["timeLimit"] = time_limit
+            solver = pulp.getSolver(name, **kwargs)
+    except (pulp.PulpSolverError, TypeError, KeyError, AttributeError) as exc:
+        raise ValueError(
+            f"unknown MILP solver {name!r} ({exc}); installed: {_pulp_available()} "
+            "(use 'highs' or 'cbc')"
+        ) from exc
+    if not solver.available():
+        raise ValueError(
+            f"MILP solver {name!r} is not available here; installed: {_pulp_available()} "
+            "(use 'highs' or 'cbc')"
+        )
+    return solver
+
+
+class _WarmHiGHS(pulp.HiGHS):
+    """pulp.HiGHS that hands the variables' initial values to HiGHS as a MIP start (PuLP's
+    HiGHS interface ignores warm starts); the Highs object stays on ``lp.solverModel``."""
+
+    warm = False
+
+    def callSolver(self, lp):  # noqa: N802 (PuLP's name)
+        if self.warm:
+            variables = lp.variables()
+            values = np.zeros(len(variables))
+            for var in variables:
+                values[var.index] = var.varValue or 0.0
+            sol = highspy.HighsSolution()
+            sol.col_value = values
+            sol.value_valid = True
+            lp.solverModel.setSolution(sol)
+        lp.solverModel.run()
+
+
+_CBC_RESULT = re.compile(r"^Result - (.*)$", re.M)
+_CBC_BOUND = re.compile(r"^Upper bound:\s+(\S+)", re.M)
+_CBC_OBJECTIVE = re.compile(r"^Objective value:\s+(\S+)", re.M)
+
+
+def _parse_cbc_log(text: str) -> tuple[str, float | None, bool]:
+    """CBC's own verdict ("Optimal solution found", "Stopped on time limit", ...), its
+    best bound for the maximisation ("Upper bound:", printed in the problem's own sense
+    when it stopped early) and whether it reports an incumbent at all."""
+    result = _CBC_RESULT.findall(text)
+    status = result[-1].strip() if result else "unknown"
+    bound = None
+    found = _CBC_BOUND.findall(text)
+    if found:
+        try:
+            bound = float(found[-1])
+        except ValueError:
+            bound = None
+    has_incumbent = bool(_CBC_OBJECTIVE.findall(text)) and "no feasible" not in text.lower()
+    return status, bound, has_incumbent
+
+
+def milp_pulp(
+    a: np.ndarray,
+    floor: float,
+    scope: str,
+    *,
+    solver: str,
+    time_limit: float | None,
+    max_models: int | None,
+    min_cell: int,
+    warm_start: np.ndarray | None,
+    min_strength: int | None = None,
+) -> MilpResult:
+    """The MILP through PuLP and the named solver; the status and bound come from the
+    solver's own report, never from PuLP's (which calls a time-limit stop Optimal).
+    ``min_strength`` None: maximise strength (phase 1); else maximise total IIA with at
+    least that strength (phase 2)."""
+    t0 = time.perf_counter()
+    n, n_models = a.shape
+    warm = warm_start is not None
+    key = solver.lower()
+    pulp_solver = make_pulp_solver(solver, time_limit, warm)
+    log_path = None
+    if key == "cbc":
+        fd, log_path = tempfile.mkstemp(prefix="per_input_cbc_", suffix=".log")
+        os.close(fd)
+        pulp_solver.optionsDict["logPath"] = log_path
+
+    ok = allowed_models(a, floor, scope)
+    prob = pulp.LpProblem("per_input", pulp.LpMaximize)
+    x: dict[tuple[int, int], pulp.LpVariable] = {}
+    for m in np.flatnonzero(ok):
+        for i in range(n):
+            x[i, int(m)] = prob.add_variable(f"x_{i}_{m}", 0, 1, cat=pulp.LpBinary)
+    if min_strength is None:
+        prob += pulp.lpSum(x.values())
+    else:
+        prob += pulp.lpSum(float(a[i, m]) * v for (i, m), v in x.items())
+        prob += pulp.lpSum(x.values()) >= min_strength, "strength"
+    by_input: dict[int, list] = {}
+    by_model: dict[int, list] = {}
+    for (i, m), v in x.items():
+        by_input.setdefault(i, []).append(v)
+        by_model.setdefault(m, []).append((i, v))
+    for i, vs in by_input.items():
+        if len(vs) > 1:
+            prob += pulp.lpSum(vs) <= 1, f"one_{i}"
+    if scope == "per-model":
+        for m, ivs in by_model.items():
+            prob += pulp.lpSum((float(a[i, m]) - floor) * v for i, v in ivs) >= 0, f"floor_{m}"
+    else:
+        prob += pulp.lpSum((float(a[i, m]) - floor) * v for (i, m), v in x.items()) >= 0, "floor"
+    y: dict[int, pulp.LpVariable] = {}
+    if _needs_y(max_models, min_cell):
+        for m, ivs in by_model.items():
+            y[m] = prob.add_variable(f"y_{m}", 0, 1, cat=pulp.LpBinary)
+            count = pulp.lpSum(v for _, v in ivs)
+            prob += count <= len(ivs) * y[m], f"link_{m}"
+            if min_cell > 1:
+                prob += count >= min_cell * y[m], f"mincell_{m}"
+        if max_models is not None:
+            prob += pulp.lpSum(y.values()) <= max_models, "max_models"
+    if warm:
+        for (i, m), v in x.items():
+            v.setInitialValue(1.0 if warm_start[i] == m else 0.0)
+        for m, v in y.items():
+            v.setInitialValue(1.0 if np.any(warm_start == m) else 0.0)
+
+    try:
+        prob.solve(pulp_solver)
+    except pulp.PulpSolverError as exc:
+        if log_path is not None and os.path.exists(log_path):
+            os.unlink(log_path)
+        return MilpResult(None, None, False, f"solver error: {exc}", key, time.perf_counter() - t0)
+
+    assign: np.ndarray | None = np.full(n, -1, dtype=np.int64)
+    have_values = False
+    for (i, m), v in x.items():
+        val = v.varValue
+        if val is not None:
+            have_values = True
+            if val > 0.5:
+                assign[i] = m
+    if not x:  # nothing to solve: the empty partition is the only one
+        return MilpResult(
+            assign, 0.0, True, "no model can meet the floor", key, time.perf_counter() - t0
+        )
+
+    bound: float | None = None
+    if key == "highs":
+        h = prob.solverModel
+        status_enum = h.getModelStatus()
+        status = h.modelStatusToString(status_enum)
+        info = h.getInfo()
+        proven = status_enum == highspy.HighsModelStatus.kOptimal
+        # pulp.HiGHS minimises the negated objective, so its dual bound is negated too.
+        dual = -float(info.mip_dual_bound)
+        if math.isfinite(dual) and abs(dual) < 1e300:
+            bound = dual
+        if info.primal_solution_status < 2:  # no feasible incumbent
+            assign = None
+        elif warm and _start_mismatch(
+            -float(info.objective_function_value), a, assign, min_strength
+        ):
+            left = None if time_limit is None else time_limit - (time.perf_counter() - t0)
+            if left is None or left > 0.05:
+                return milp_pulp(
+                    a,
+                    floor,
+                    scope,
+                    solver=solver,
+                    time_limit=left,
+                    max_models=max_models,
+                    min_cell=min_cell,
+                    warm_start=None,
+                    min_strength=min_strength,
+                )
+    elif key == "cbc":
+        with open(log_path) as fh:
+            text = fh.read()
+        os.unlink(log_path)
+        status, cbc_bound, has_incumbent = _parse_cbc_log(text)
+        proven = status.startswith("Optimal solution found")
+        if proven:
+            bound = float(pulp.value(prob.objective))
+        elif cbc_bound is not None and math.isfinite(cbc_bound):
+            bound = cbc_bound
+        if not has_incumbent or not have_values:
+            assign = None
+    else:
+        status = pulp.LpStatus[prob.status]
+        # Without a time limit PuLP's Optimal is the solver's; with one, nothing is proven.
+        proven = prob.status == pulp.LpStatusOptimal and time_limit is None
+        if proven:
+            bound = float(pulp.value(prob.objective))
+        if not have_values:
+            assign = None
+    return MilpResult(assign, bound, proven, status, key, time.perf_counter() - t0)
+
+
+# ---------------------------------------------------------------------------------------
+# highspy directly
+# ---------------------------------------------------------------------------------------
+
+
+def milp_highs(
+    a: np.ndarray,
+    floor: float,
+    scope: str,
+    *,
+    time_limit: float | None,
+    max_models: int | None,
+    min_cell: int,
+    warm_start: np.ndarray | None,
+    min_strength: int | None = None,
+) -> MilpResult:
+    """The same MILP built column-wise with numpy arrays and solved by highspy: the model
+    build is linear-time and vectorised, where PuLP's is ~30x slower at scale.
+    ``min_strength`` as in ``milp_pulp``."""
+    t0 = time.perf_counter()
+    n, n_models = a.shape
+    ok = allowed_models(a, floor, scope)
+    cols = np.flatnonzero(ok)  # the models that get x columns
+    k = len(cols)
+    inf = highspy.kHighsInf
+    if k == 0:
+        return MilpResult(
+            np.full(n, -1, dtype=np.int64),
+            0.0,
+            True,
+            "no model can meet the floor",
+            "highs",
+            time.perf_counter() - t0,
+        )
+    use_y = _needs_y(max_models, min_cell)
+    n_floor = k if scope == "per-model" else 1
+    nx = n * k
+    # Row layout: [0, n) one-model-per-input, then the floor rows, then (with y) the
+    # count rows (Σ_i x_im − n·y_m <= 0, Σ_i x_im − c·y_m >= 0), the max_models row and
+    # the phase-2 strength row.
+    use_min = use_y and min_cell > 1
+    use_k = use_y and max_models is not None
+    use_s = min_strength is not None
+    r_floor = n
+    r_link = n + n_floor
+    r_min = r_link + (k if use_y else 0)
+    r_k = r_min + (k if use_min else 0)
+    r_s = r_k + (1 if use_k else 0)
+    n_rows = r_s + (1 if use_s else 0)
+
+    sub = a[:, cols]
+    per_col = 2 + int(use_y) + int(use_min) + int(use_s)
+    index = np.empty((n, k, per_col), dtype=np.int32)
+    value = np.empty((n, k, per_col), dtype=np.float64)
+    index[:, :, 0] = np.arange(n, dtype=np.int32)[:, None]
+    value[:, :, 0] = 1.0
+    if scope == "per-model":
+        index[:, :, 1] = r_floor + np.arange(k, dtype=np.int32)[None, :]
+    else:
+        index[:, :, 1] = r_floor
+    np.subtract(sub, floor, out=value[:, :, 1])
+    slot = 2
+    if use_y:
+        index[:, :, slot] = r_link + np.arange(k, dtype=np.int32)[None, :]
+        value[:, :, slot] = 1.0
+        slot += 1
+    if use_min:
+        index[:, :, slot] = r_min + np.arange(k, dtype=np.int32)[None, :]
+        value[:, :, slot] = 1.0
+        slot += 1
+    if use_s:
+        index[:, :, slot] = r_s
+        value[:, :, slot] = 1.0
+    index = index.reshape(-1)
+    value = value.reshape(-1)
+    start = np.arange(0, nx * per_col + 1, per_col, dtype=np.int32)
+    # Integer costs in phase 1 let HiGHS round its dual bound down (objective integrality).
+    cost = np.ones(nx) if min_strength is None else sub.reshape(-1).copy()
+    del sub
+    if use_y:
+        y_index, y_value, y_start = [], [], [int(start[-1])]
+        for j in range(k):
+            ent_i = [r_link + j]
+            ent_v = [-float(n)]
+            if use_min:
+                ent_i.append(r_min + j)
+                ent_v.append(-float(min_cell))
+            if use_k:
+                ent_i.append(r_k)
+                ent_v.append(1.0)
+            y_index += ent_i
+            y_value += ent_v
+            y_start.append(y_start[-1] + len(ent_i))
+        index = np.concatenate([index, np.asarray(y_index, dtype=np.int32)])
+        value = np.concatenate([value, np.asarray(y_value)])
+        start = np.concatenate([start, np.asarray(y_start[1:], dtype=np.int32)])
+        cost = np.concatenate([cost, np.zeros(k)])
+    n_cols = len(cost)
+
+    row_lower = np.full(n_rows, -inf)
+    row_upper = np.full(n_rows, inf)
+    row_upper[:n] = 1.0
+    row_lower[r_floor : r_floor + n_floor] = 0.0
+    if use_y:
+        row_upper[r_link : r_link + k] = 0.0
+    if use_min:
+        row_lower[r_min : r_min + k] = 0.0
+    if use_k:
+        row_upper[r_k] = float(max_models)
+    if use_s:
+        row_lower[r_s] = float(min_strength)
+
+    lp = highspy.HighsLp()
+    lp.num_col_ = n_cols
+    lp.num_row_ = n_rows
+    lp.col_cost_ = cost
+    lp.col_lower_ = np.zeros(n_cols)
+    lp.col_upper_ = np.ones(n_cols)
+    lp.row_lower_ = row_lower
+    lp.row_upper_ = row_upper
+    lp.sense_ = highspy.ObjSense.kMaximize
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = start
+    lp.a_matrix_.index_ = index
+    lp.a_matrix_.value_ = value
+    lp.a_matrix_.num_col_ = n_cols
+    lp.a_matrix_.num_row_ = n_rows
+    lp.integrality_ = [highspy.HighsVarType.kInteger] * n_cols
+    del index, value, start, cost
+
+    h = new_highs()
+    h.setOptionValue("mip_rel_gap", 0.0)
+    # Never set "threads": after pulp.HiGHS has run in this process, a Highs with
+    # threads=1 silently does nothing (model status "Not Set").
+    if time_limit is not None:
+        h.setOptionValue("time_limit", max(float(time_limit), 0.01))
+    h.passModel(lp)
+    del lp
+    if warm_start is not None:
+        col = np.zeros(n_cols)
+        pos = np.full(n_models, -1, dtype=np.int64)
+        pos[cols] = np.arange(k)
+        rows = np.flatnonzero(warm_start >= 0)
+        mapped = pos[warm_start[rows]]
+        good = mapped >= 0
+        col[rows[good] * k + mapped[good]] = 1.0
+        if use_y:
+            used = np.zeros(k)
+            used[np.unique(mapped[good])] = 1.0
+            col[nx:] = used
+        sol = highspy.HighsSolution()
+        sol.col_value = col
+        sol.value_valid = True
+        h.setSolution(sol)
+        del col
+    h.run()
+
+    status_enum = h.getModelStatus()
+    status = h.modelStatusToString(status_enum)
+    info = h.getInfo()
+    proven = status_enum == highspy.HighsModelStatus.kOptimal
+    dual = float(info.mip_dual_bound)
+    bound = dual if math.isfinite(dual) and abs(dual) < 1e300 else None
+    assign = None
+    if info.primal_solution_status >= 2:
+        xval = np.asarray(h.getSolution().col_value)[:nx].reshape(n, k)
+        pick = xval > 0.5
+        assign = np.where(pick.any(axis=1), cols[np.argmax(pick, axis=1)], -1).astype(np.int64)
+        if warm_start is not None and _start_mismatch(
+            float(info.objective_function_value), a, assign, min_strength
+        ):
+            h.clear()
+            left = None if time_limit is None else time_limit - (time.perf_counter() - t0)
+            if left is None or left > 0.05:
+                return milp_highs(
+                    a,
+                    floor,
+                    scope,
+                    time_limit=left,
+                    max_models=max_models,
+                    min_cell=min_cell,
+                    warm_start=None,
+                    min_strength=min_strength,
+                )
+    h.clear()
+    return MilpResult(assign, bound, proven, status, "highs", time.perf_counter() - t0)

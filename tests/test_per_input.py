@@ -1,0 +1,308 @@
+"""Per-input partitions (solver.per_input): exactness against brute force, the closed form,
+the Lagrangian bound, feasibility of every answer, and the error paths."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from solver.feasibility import meets_floor
+from solver.per_input import (
+    _Oracle,
+    check_partition,
+    closed_form_global,
+    fill,
+    lagrangian_dual,
+    repair,
+    solve_per_input,
+    tie_break_eps,
+)
+from solver.per_input_milp import allowed_models
+
+GRID = [0.0, 0.25, 0.5, 0.6, 0.75, 0.9, 1.0]  # exact ties with the floors below
+OPTIONS = [  # (max_models, min_cell)
+    (None, 1),
+    (1, 1),
+    (None, 2),
+]
+
+
+def brute_force(
+    a: np.ndarray, floor: float, scope: str, max_models: int | None, min_cell: int
+) -> tuple[int, float]:
+    """(best strength, best total IIA at that strength) over all (M + 1)^n assignments."""
+    n, n_models = a.shape
+    best = (0, 0.0)
+    for combo in itertools.product(range(-1, n_models), repeat=n):
+        assign = np.asarray(combo)
+        if check_partition(a, assign, floor, scope, max_models, min_cell):
+            continue
+        rows = np.flatnonzero(assign >= 0)
+        key = (len(rows), float(a[rows, assign[rows]].sum()))
+        if key[0] > best[0] or (key[0] == best[0] and key[1] > best[1] + 1e-12):
+            best = key
+    return best
+
+
+def strength_total(a: np.ndarray, assign: np.ndarray) -> tuple[int, float]:
+    rows = np.flatnonzero(assign >= 0)
+    return len(rows), float(a[rows, assign[rows]].sum())
+
+
+def tiny_instance(seed: int, n: int = 7) -> np.ndarray:
+    # Values on a coarse grid, so that cells sit exactly on the floor and ties are common.
+    rng = np.random.default_rng(seed)
+    return rng.integers(2, 11, size=(n, 2)) / 10.0
+
+
+def assert_matches_brute(a, floor, scope, max_models, min_cell, assign, cert):
+    strength, total = brute_force(a, floor, scope, max_models, min_cell)
+    assert not check_partition(a, assign, floor, scope, max_models, min_cell)
+    got_strength, got_total = strength_total(a, assign)
+    assert got_strength == strength, (cert, strength)
+    assert got_total == pytest.approx(total, abs=1e-7), (cert, total)
+    assert cert.status == "optimal" and cert.objective == strength and cert.bound == strength
+
+
+# ---------------------------------------------------------------------------------------
+# brute force against every method and solver
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("scope", ["per-model", "global"])
+@pytest.mark.parametrize("max_models,min_cell", OPTIONS)
+@pytest.mark.parametrize("method,solver", [("ilp", "highs"), ("ilp", "cbc"), ("auto", "highs")])
+def test_tiny_instances_match_brute_force(scope, max_models, min_cell, method, solver):
+    for seed, floor in [(0, 0.7), (1, 0.8), (2, 0.6)]:
+        a = tiny_instance(seed)
+        assign, cert = solve_per_input(
+            a,
+            floor,
+            scope,
+            method=method,
+            solver=solver,
+            max_models=max_models,
+            min_cell=min_cell,
+        )
+        assert_matches_brute(a, floor, scope, max_models, min_cell, assign, cert)
+
+
+@pytest.mark.property
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    a=st.integers(1, 6).flatmap(
+        lambda n: st.lists(
+            st.lists(st.sampled_from(GRID), min_size=2, max_size=2),
+            min_size=n,
+            max_size=n,
+        )
+    ),
+    floor=st.sampled_from([0.5, 0.6, 0.75, 0.8, 1.0]),
+    scope=st.sampled_from(["per-model", "global"]),
+    options=st.sampled_from(OPTIONS),
+)
+def test_auto_matches_brute_force(a, floor, scope, options):
+    a = np.asarray(a, dtype=np.float64)
+    max_models, min_cell = options
+    assign, cert = solve_per_input(
+        a, floor, scope, method="auto", max_models=max_models, min_cell=min_cell
+    )
+    assert_matches_brute(a, floor, scope, max_models, min_cell, assign, cert)
+
+
+# ---------------------------------------------------------------------------------------
+# closed form, Lagrangian bound
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("seed", range(3))
+def test_closed_form_equals_milp_for_global(seed):
+    rng = np.random.default_rng(seed)
+    a = rng.beta(4, 2, size=(40, 3))
+    for floor in (0.6, 0.75, 0.85):
+        cf = closed_form_global(a, floor)
+        assign, cert = solve_per_input(a, floor, "global", method="ilp", solver="highs")
+        assert cert.status == "optimal"
+        assert strength_total(a, cf)[0] == strength_total(a, assign)[0]
+        assert strength_total(a, cf)[1] == pytest.approx(strength_total(a, assign)[1], abs=1e-7)
+        _, auto_cert = solve_per_input(a, floor, "global")
+        assert auto_cert.solver == "closed-form" and auto_cert.status == "optimal"
+        assert auto_cert.objective == cert.objective
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("seed", range(3))
+def test_lagrangian_bound_is_above_milp_optimum(seed):
+    rng = np.random.default_rng(seed)
+    a = rng.beta(5, 2, size=(60, 4))
+    for floor in (0.75, 0.85):
+        _, cert = solve_per_input(a, floor, method="ilp", solver="highs")
+        assert cert.status == "optimal"
+        cols = np.flatnonzero(allowed_models(a, floor, "per-model"))
+        bound, mu, _ = lagrangian_dual(a[:, cols], floor, tie_break_eps(len(a)), deadline=None)
+        assert np.all(mu >= 0)
+        assert bound >= cert.objective - 1e-9
+        # Any multipliers give a bound too (weak duality), however poor.
+        oracle = _Oracle(a[:, cols], floor, tie_break_eps(len(a)))
+        for scale in (0.0, 1.0, 50.0):
+            trial = oracle(np.full(len(cols), scale))[0]
+            assert trial >= bound * (1 - 1e-6) and trial >= cert.objective - 1e-9, scale
+
+
+@pytest.mark.unit
+def test_scale_path_gives_small_proven_gap():
+    rng = np.random.default_rng(7)
+    n, m = 30_000, 8  # above the MILP threshold: Lagrangian and rounding only
+    a = rng.beta(2, 5, size=(n, m))
+    true = rng.integers(0, m, size=n)
+    a[np.arange(n), true] = rng.beta(10, 2.5, size=n)
+    assign, cert = solve_per_input(a, 0.85, time_limit=60)
+    assert not check_partition(a, assign, 0.85, "per-model")
+    assert cert.bound is not None and cert.gap is not None and cert.gap <= 1e-3
+    assert cert.bound >= cert.objective == (assign >= 0).sum()
+
+
+# ---------------------------------------------------------------------------------------
+# feasibility, repair, fill
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.property
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 10_000),
+    n=st.integers(1, 60),
+    m=st.integers(1, 5),
+    floor=st.floats(0.3, 1.0),
+    scope=st.sampled_from(["per-model", "global"]),
+    max_models=st.sampled_from([None, 1, 2]),
+    min_cell=st.sampled_from([1, 3]),
+)
+def test_returned_partitions_are_feasible(seed, n, m, floor, scope, max_models, min_cell):
+    a = np.random.default_rng(seed).beta(3, 1.5, size=(n, m))
+    assign, cert = solve_per_input(
+        a, floor, scope, max_models=max_models, min_cell=min_cell, time_limit=10
+    )
+    assert assign.dtype == np.int64 and assign.shape == (n,)
+    assert not check_partition(a, assign, floor, scope, max_models, min_cell)
+    assert cert.objective == (assign >= 0).sum()
+    assert cert.bound is None or cert.bound >= cert.objective
+
+
+@pytest.mark.property
+@settings(max_examples=50, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    floor=st.floats(0.3, 1.0),
+    scope=st.sampled_from(["per-model", "global"]),
+    max_models=st.sampled_from([None, 1, 2]),
+    min_cell=st.sampled_from([1, 2, 4]),
+)
+def test_repair_then_fill_stays_feasible(seed, floor, scope, max_models, min_cell):
+    rng = np.random.default_rng(seed)
+    a = rng.uniform(size=(30, 4))
+    start = rng.integers(-1, 4, size=30)
+    fixed = repair(a, start, floor, scope, max_models, min_cell)
+    assert not check_partition(a, fixed, floor, scope, max_models, min_cell)
+    # repair only removes
+    assert np.all((fixed == start) | (fixed == -1))
+    filled = fill(a, fixed, floor, scope, max_models, min_cell)
+    assert not check_partition(a, filled, floor, scope, max_models, min_cell)
+    assert np.all((filled == fixed) | (fixed == -1))
+
+
+@pytest.mark.unit
+def test_check_partition_uses_shared_floor_test():
+    a = np.array([[0.9, 0.1], [0.7, 0.1], [0.8, 0.2]])
+    assign = np.array([0, 0, -1])
+    assert check_partition(a, assign, 0.8, "per-model") == []
+    assert meets_floor(1.6, 2, 0.8)
+    assert check_partition(a, assign, 0.81, "per-model")
+    assert check_partition(a, np.array([0, 1, 0]), 0.5, "per-model", max_models=1)
+    assert check_partition(a, np.array([0, -1, -1]), 0.5, "per-model", min_cell=2)
+
+
+@pytest.mark.unit
+def test_warm_start_is_repaired_and_used():
+    rng = np.random.default_rng(3)
+    a = rng.beta(4, 2, size=(30, 3))
+    warm = np.zeros(30, dtype=np.int64)  # everything in model 0: infeasible at 0.8
+    assign, cert = solve_per_input(a, 0.8, method="ilp", solver="highs", warm_start=warm)
+    assert not check_partition(a, assign, 0.8, "per-model")
+    assert cert.status == "optimal"
+
+
+# ---------------------------------------------------------------------------------------
+# error paths and trivial cases
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.unit
+def test_unknown_solver_names_alternatives():
+    a = np.array([[0.9, 0.5], [0.95, 0.2]])
+    with pytest.raises(ValueError, match=r"installed.*(HiGHS|PULP_CBC_CMD)"):
+        solve_per_input(a, 0.8, method="ilp", solver="no-such-solver")
+
+
+@pytest.mark.unit
+def test_unavailable_solver_names_alternatives():
+    a = np.array([[0.9, 0.5], [0.95, 0.2]])
+    with pytest.raises(ValueError, match="installed"):
+        solve_per_input(a, 0.8, method="ilp", solver="CPLEX_CMD")
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("scope", ["per-model", "global"])
+@pytest.mark.parametrize("method,solver", [("ilp", "highs"), ("ilp", "cbc"), ("auto", "highs")])
+def test_unreachable_floor_gives_empty_optimal(scope, method, solver):
+    a = np.random.default_rng(0).uniform(0.0, 0.7, size=(12, 3))
+    assign, cert = solve_per_input(a, 0.8, scope, method=method, solver=solver)
+    assert np.all(assign == -1)
+    assert cert.objective == 0 and cert.status == "optimal" and cert.bound == 0
+
+
+@pytest.mark.integration
+def test_per_model_floor_no_cell_meets_with_solver():
+    # Every model has an entry above the floor, but no cell can hold it once the options
+    # apply (min_cell 2 and every other entry far below): the solvers must prove 0.
+    a = np.array([[0.95, 0.1], [0.1, 0.95], [0.1, 0.1], [0.2, 0.2]])
+    for method, solver in [("ilp", "highs"), ("ilp", "cbc"), ("auto", "highs")]:
+        assign, cert = solve_per_input(a, 0.9, method=method, solver=solver, min_cell=2)
+        assert np.all(assign == -1), (method, solver)
+        assert cert.status == "optimal" and cert.objective == 0
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"floor": 0.0},
+        {"floor": 1.5},
+        {"scope": "everywhere"},
+        {"method": "magic"},
+        {"min_cell": 0},
+        {"warm_start": np.array([0, 5])},
+    ],
+)
+def test_bad_arguments_raise(kwargs):
+    a = np.array([[0.9, 0.5], [0.95, 0.2]])
+    args = {"floor": 0.8, **kwargs}
+    floor = args.pop("floor")
+    with pytest.raises(ValueError):
+        solve_per_input(a, floor, **args)
+
+
+@pytest.mark.integration
+def test_time_limit_keeps_a_feasible_answer_and_a_valid_bound():
+    rng = np.random.default_rng(11)
+    a = rng.beta(10, 2.5, size=(3000, 6))
+    for method in ("ilp", "auto"):
+        assign, cert = solve_per_input(a, 0.9, method=method, solver="highs", time_limit=0.5)
+        assert not check_partition(a, assign, 0.9, "per-model")
+        assert cert.bound is not None and cert.bound >= cert.objective
