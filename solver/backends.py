@@ -3,6 +3,15 @@ any PuLP solver name. Unknown or missing solvers fail early, naming what is inst
 
 from __future__ import annotations
 
+import math
+import os
+import re
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
 import pulp
 
 ALIASES = {"highs": "HiGHS", "cbc": "PULP_CBC_CMD"}
@@ -18,8 +27,8 @@ def check_solver_name(name: str) -> str:
     installed = available_solvers()
     if pulp_name not in pulp.listSolvers():
         raise ValueError(
-            f"unknown solver {name!r}; use 'highs', 'cbc' or one of the installed PuLP solvers "
-            f"{installed}"
+            f"unknown solver {name!r}; installed and available here: {installed} "
+            "(name them as 'highs', 'cbc' or by their PuLP class name)"
         )
     if pulp_name not in installed:
         raise ValueError(
@@ -58,3 +67,158 @@ def new_highs():
         highs = highspy.Highs()
     highs.setOptionValue("output_flag", False)
     return highs
+
+
+class WarmStartHiGHS(pulp.HiGHS):
+    """pulp.HiGHS that hands the variables' initial values to HiGHS as a MIP start (PuLP's
+    HiGHS interface ignores warm starts); the Highs object stays on ``lp.solverModel``."""
+
+    warm = False
+
+    def callSolver(self, lp):  # noqa: N802 (PuLP's name)
+        import highspy
+
+        if self.warm:
+            variables = lp.variables()
+            values = np.zeros(len(variables))
+            for var in variables:
+                values[var.index] = var.varValue or 0.0
+            sol = highspy.HighsSolution()
+            sol.col_value = values
+            sol.value_valid = True
+            lp.solverModel.setSolution(sol)
+        lp.solverModel.run()
+
+
+def make_pulp_solver(
+    name: str, time_limit: float | None, warm: bool, log_path: str | None = None, **options
+):
+    """The PuLP solver object for ``name`` ("highs", "cbc" or a PuLP class name)."""
+    pulp_name = check_solver_name(name)
+    if pulp_name == "HiGHS":
+        new_highs()  # takes HiGHS's one-time banner off stdout before PuLP builds its own
+        solver = WarmStartHiGHS(msg=False, timeLimit=time_limit, **options)
+        solver.warm = warm
+        return solver
+    if pulp_name == "PULP_CBC_CMD":
+        with warnings.catch_warnings():
+            # PuLP 3.3 flags its bundled CBC as deprecated for 4.0; it is the CBC every
+            # install has.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return pulp.PULP_CBC_CMD(
+                msg=False, timeLimit=time_limit, warmStart=warm, logPath=log_path, **options
+            )
+    kwargs: dict = {"msg": False}
+    if time_limit is not None:
+        kwargs["timeLimit"] = time_limit
+    return pulp.getSolver(pulp_name, **kwargs)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the solver itself says about a maximisation it ran (never PuLP's reading, which
+    calls a stop at the time limit "Optimal")."""
+
+    solver: str  # name and version
+    status: str  # the solver's own words
+    proven: bool  # optimality proven by the solver
+    bound: float | None  # proven upper bound on the objective, None when unknown
+    has_incumbent: bool
+    objective: float | None  # the incumbent's objective as the solver reports it
+    seconds: float
+
+
+_CBC_RESULT = re.compile(r"^Result - (.*)$", re.M)
+_CBC_BOUND = re.compile(r"^Upper bound:\s+(\S+)", re.M)  # printed in the problem's sense
+_CBC_OBJECTIVE = re.compile(r"^Objective value:\s+(\S+)", re.M)
+
+
+def _float(found: list[str]) -> float | None:
+    try:
+        value = float(found[-1]) if found else None
+    except ValueError:
+        return None
+    return value if value is not None and math.isfinite(value) else None
+
+
+def solve_with_pulp(
+    prob: pulp.LpProblem, name: str, time_limit: float | None, warm: bool, **options
+) -> Verdict:
+    """Solve the maximisation ``prob`` with the named solver and read its own verdict;
+    ``options`` go to the PuLP solver (gapRel, gapAbs, ...)."""
+    if prob.sense != pulp.LpMaximize:
+        raise ValueError("solve_with_pulp reads bounds for maximisation problems only")
+    pulp_name = check_solver_name(name)
+    log_path = None
+    if pulp_name == "PULP_CBC_CMD":
+        # The log is the only place CBC says whether it stopped on time, and its bound.
+        fd, log_path = tempfile.mkstemp(prefix="ccm_cbc_", suffix=".log")
+        os.close(fd)
+    started = time.perf_counter()
+    try:
+        prob.solve(make_pulp_solver(name, time_limit, warm, log_path, **options))
+        seconds = time.perf_counter() - started
+        if pulp_name == "HiGHS":
+            return _highs_verdict(prob.solverModel, seconds)
+        if pulp_name == "PULP_CBC_CMD":
+            with open(log_path, errors="replace") as fh:
+                text = fh.read()
+            result = _CBC_RESULT.findall(text)
+            status = result[-1].strip() if result else "unknown"
+            proven = status.startswith("Optimal solution found")
+            objective = _float(_CBC_OBJECTIVE.findall(text))
+            bound = objective if proven else _float(_CBC_BOUND.findall(text))
+            has = objective is not None and "no feasible" not in text.lower()
+            return Verdict(
+                f"CBC (bundled with PuLP {pulp.__version__})",
+                status,
+                proven,
+                bound,
+                has,
+                objective,
+                seconds,
+            )
+    finally:
+        if log_path is not None and os.path.exists(log_path):
+            os.unlink(log_path)
+    # Any other PuLP solver: its Optimal is trusted only when no time limit could stop it.
+    status = pulp.LpStatus[prob.status]
+    proven = prob.status == pulp.LpStatusOptimal and time_limit is None
+    objective = pulp.value(prob.objective)
+    has = any(v.varValue is not None for v in prob.variables())
+    return Verdict(
+        pulp_name,
+        status,
+        proven,
+        objective if proven else None,
+        has,
+        None if objective is None else float(objective),
+        seconds,
+    )
+
+
+def _highs_verdict(highs, seconds: float) -> Verdict:
+    import highspy
+
+    status = highs.getModelStatus()
+    info = highs.getInfo()
+    has = info.primal_solution_status >= 2
+    # pulp.HiGHS minimises the negated objective, so bound and objective flip sign.
+    bound = -float(info.mip_dual_bound)
+    bound = bound if math.isfinite(bound) and abs(bound) < 1e300 else None
+    objective = -float(info.objective_function_value) if has else None
+    return Verdict(
+        f"HiGHS (highspy {_highs_version()})",
+        highs.modelStatusToString(status),
+        status == highspy.HighsModelStatus.kOptimal,
+        bound,
+        has,
+        objective,
+        seconds,
+    )
+
+
+def _highs_version() -> str:
+    from importlib.metadata import version
+
+    return version("highspy")

@@ -31,17 +31,17 @@ import time
 import highspy
 import numpy as np
 
-from solver.backends import new_highs
+from solver.backends import check_solver_name, new_highs
 from solver.certificate import Certificate
-from solver.feasibility import TOL, meets_floor
+from solver.feasibility import TOL
 from solver.per_input_milp import (
     SCOPES,
     MilpResult,
     allowed_models,
-    make_pulp_solver,
     milp_highs,
     milp_pulp,
 )
+from solver.verify import partition_problems
 
 METHODS = ("auto", "ilp")
 # Above this many x variables "auto" trusts the Lagrangian bound and rounding alone: the
@@ -94,29 +94,9 @@ def check_partition(
     min_cell: int = 1,
 ) -> list[str]:
     """Every constraint the partition breaks, in words; empty when it is feasible."""
-    n, n_models = a.shape
-    problems: list[str] = []
-    if assign.shape != (n,):
-        return [f"assignment has shape {assign.shape}, expected ({n},)"]
-    if np.any((assign < -1) | (assign >= n_models)):
-        return [f"assignment entries must lie in [-1, {n_models})"]
-    totals, counts = cell_sums(a, assign)
-    if scope == "per-model":
-        for m in range(n_models):
-            if not meets_floor(float(totals[m]), int(counts[m]), floor):
-                problems.append(
-                    f"model {m}: mean {totals[m] / counts[m]:.12g} < floor {floor} "
-                    f"over {counts[m]} inputs"
-                )
-    elif not meets_floor(float(totals.sum()), int(counts.sum()), floor):
-        problems.append(f"global mean {totals.sum() / counts.sum():.12g} < floor {floor}")
-    used = int((counts > 0).sum())
-    if max_models is not None and used > max_models:
-        problems.append(f"{used} non-empty cells > max_models {max_models}")
-    small = np.flatnonzero((counts > 0) & (counts < min_cell))
-    if len(small):
-        problems.append(f"cells {small.tolist()} have fewer than min_cell {min_cell} inputs")
-    return problems
+    return partition_problems(
+        a, assign, floor, "per-input", scope, max_models=max_models, min_cell=min_cell
+    )
 
 
 def _ok(total: float, count: int, floor: float) -> bool:
@@ -503,7 +483,7 @@ def _validate(
     if min_cell < 1:
         raise ValueError(f"min_cell must be >= 1, got {min_cell}")
     if method == "ilp":
-        make_pulp_solver(solver, None, False)  # a ValueError naming the alternatives
+        check_solver_name(solver)  # a ValueError naming the alternatives
     if warm_start is not None:
         warm_start = np.asarray(warm_start).astype(np.int64)
         if warm_start.shape != (a.shape[0],):

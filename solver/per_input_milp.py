@@ -20,18 +20,14 @@ tolerance.
 from __future__ import annotations
 
 import math
-import os
-import re
-import tempfile
 import time
-import warnings
 from dataclasses import dataclass
 
 import highspy
 import numpy as np
 import pulp
 
-from solver.backends import check_solver_name, new_highs
+from solver.backends import check_solver_name, new_highs, solve_with_pulp
 from solver.feasibility import TOL
 
 SCOPES = ("per-model", "global")
@@ -85,89 +81,6 @@ def allowed_models(a: np.ndarray, floor: float, scope: str) -> np.ndarray:
 # ---------------------------------------------------------------------------------------
 
 
-def _pulp_available() -> list[str]:
-    return list(pulp.listSolvers(onlyAvailable=True))
-
-
-def make_pulp_solver(name: str, time_limit: float | None, warm: bool):
-    """The PuLP solver object for ``name``; a ValueError naming the installed alternatives
-    when the name is unknown or the solver is not available here."""
-    check_solver_name(name)
-    key = name.lower()
-    try:
-        if key == "highs":
-            new_highs()  # takes HiGHS's one-time banner off stdout before PuLP builds its own
-            solver = _WarmHiGHS(msg=False, timeLimit=time_limit, gapRel=0.0)
-            solver.warm = warm
-        elif key == "cbc":
-            # logPath: the log is the only place CBC says whether it stopped on time and
-            # what its bound was (PuLP reads "Stopped on time" as Optimal).
-            with warnings.catch_warnings():
-                # PuLP 3.3 flags its bundled CBC as deprecated for 4.0; it is the one CBC
-                # every install has.
-                warnings.simplefilter("ignore", DeprecationWarning)
-                solver = pulp.PULP_CBC_CMD(
-                    msg=False, timeLimit=time_limit, gapRel=0.0, warmStart=warm
-                )
-        else:
-            kwargs: dict = {"msg": False}
-            if time_limit is not None:
-                kwargs["timeLimit"] = time_limit
-            solver = pulp.getSolver(name, **kwargs)
-    except (pulp.PulpSolverError, TypeError, KeyError, AttributeError) as exc:
-        raise ValueError(
-            f"unknown MILP solver {name!r} ({exc}); installed: {_pulp_available()} "
-            "(use 'highs' or 'cbc')"
-        ) from exc
-    if not solver.available():
-        raise ValueError(
-            f"MILP solver {name!r} is not available here; installed: {_pulp_available()} "
-            "(use 'highs' or 'cbc')"
-        )
-    return solver
-
-
-class _WarmHiGHS(pulp.HiGHS):
-    """pulp.HiGHS that hands the variables' initial values to HiGHS as a MIP start (PuLP's
-    HiGHS interface ignores warm starts); the Highs object stays on ``lp.solverModel``."""
-
-    warm = False
-
-    def callSolver(self, lp):  # noqa: N802 (PuLP's name)
-        if self.warm:
-            variables = lp.variables()
-            values = np.zeros(len(variables))
-            for var in variables:
-                values[var.index] = var.varValue or 0.0
-            sol = highspy.HighsSolution()
-            sol.col_value = values
-            sol.value_valid = True
-            lp.solverModel.setSolution(sol)
-        lp.solverModel.run()
-
-
-_CBC_RESULT = re.compile(r"^Result - (.*)$", re.M)
-_CBC_BOUND = re.compile(r"^Upper bound:\s+(\S+)", re.M)
-_CBC_OBJECTIVE = re.compile(r"^Objective value:\s+(\S+)", re.M)
-
-
-def _parse_cbc_log(text: str) -> tuple[str, float | None, bool]:
-    """CBC's own verdict ("Optimal solution found", "Stopped on time limit", ...), its
-    best bound for the maximisation ("Upper bound:", printed in the problem's own sense
-    when it stopped early) and whether it reports an incumbent at all."""
-    result = _CBC_RESULT.findall(text)
-    status = result[-1].strip() if result else "unknown"
-    bound = None
-    found = _CBC_BOUND.findall(text)
-    if found:
-        try:
-            bound = float(found[-1])
-        except ValueError:
-            bound = None
-    has_incumbent = bool(_CBC_OBJECTIVE.findall(text)) and "no feasible" not in text.lower()
-    return status, bound, has_incumbent
-
-
 def milp_pulp(
     a: np.ndarray,
     floor: float,
@@ -188,12 +101,7 @@ def milp_pulp(
     n, n_models = a.shape
     warm = warm_start is not None
     key = solver.lower()
-    pulp_solver = make_pulp_solver(solver, time_limit, warm)
-    log_path = None
-    if key == "cbc":
-        fd, log_path = tempfile.mkstemp(prefix="per_input_cbc_", suffix=".log")
-        os.close(fd)
-        pulp_solver.optionsDict["logPath"] = log_path
+    check_solver_name(solver)
 
     ok = allowed_models(a, floor, scope)
     prob = pulp.LpProblem("per_input", pulp.LpMaximize)
@@ -236,74 +144,42 @@ def milp_pulp(
             v.setInitialValue(1.0 if np.any(warm_start == m) else 0.0)
 
     try:
-        prob.solve(pulp_solver)
+        verdict = solve_with_pulp(prob, solver, time_limit, warm, gapRel=0.0)
     except pulp.PulpSolverError as exc:
-        if log_path is not None and os.path.exists(log_path):
-            os.unlink(log_path)
         return MilpResult(None, None, False, f"solver error: {exc}", key, time.perf_counter() - t0)
 
     assign: np.ndarray | None = np.full(n, -1, dtype=np.int64)
-    have_values = False
     for (i, m), v in x.items():
-        val = v.varValue
-        if val is not None:
-            have_values = True
-            if val > 0.5:
-                assign[i] = m
+        if v.varValue is not None and v.varValue > 0.5:
+            assign[i] = m
     if not x:  # nothing to solve: the empty partition is the only one
         return MilpResult(
             assign, 0.0, True, "no model can meet the floor", key, time.perf_counter() - t0
         )
-
-    bound: float | None = None
-    if key == "highs":
-        h = prob.solverModel
-        status_enum = h.getModelStatus()
-        status = h.modelStatusToString(status_enum)
-        info = h.getInfo()
-        proven = status_enum == highspy.HighsModelStatus.kOptimal
-        # pulp.HiGHS minimises the negated objective, so its dual bound is negated too.
-        dual = -float(info.mip_dual_bound)
-        if math.isfinite(dual) and abs(dual) < 1e300:
-            bound = dual
-        if info.primal_solution_status < 2:  # no feasible incumbent
-            assign = None
-        elif warm and _start_mismatch(
-            -float(info.objective_function_value), a, assign, min_strength
-        ):
-            left = None if time_limit is None else time_limit - (time.perf_counter() - t0)
-            if left is None or left > 0.05:
-                return milp_pulp(
-                    a,
-                    floor,
-                    scope,
-                    solver=solver,
-                    time_limit=left,
-                    max_models=max_models,
-                    min_cell=min_cell,
-                    warm_start=None,
-                    min_strength=min_strength,
-                )
-    elif key == "cbc":
-        with open(log_path) as fh:
-            text = fh.read()
-        os.unlink(log_path)
-        status, cbc_bound, has_incumbent = _parse_cbc_log(text)
-        proven = status.startswith("Optimal solution found")
-        if proven:
-            bound = float(pulp.value(prob.objective))
-        elif cbc_bound is not None and math.isfinite(cbc_bound):
-            bound = cbc_bound
-        if not has_incumbent or not have_values:
-            assign = None
-    else:
-        status = pulp.LpStatus[prob.status]
-        # Without a time limit PuLP's Optimal is the solver's; with one, nothing is proven.
-        proven = prob.status == pulp.LpStatusOptimal and time_limit is None
-        if proven:
-            bound = float(pulp.value(prob.objective))
-        if not have_values:
-            assign = None
+    status, proven, bound = verdict.status, verdict.proven, verdict.bound
+    if not verdict.has_incumbent:
+        assign = None
+    elif (
+        key == "highs"
+        and warm
+        and verdict.objective is not None
+        and _start_mismatch(verdict.objective, a, assign, min_strength)
+    ):
+        # HiGHS 1.16 can report the objective of a presolve-improved start while returning
+        # the start itself: solve again without it.
+        left = None if time_limit is None else time_limit - (time.perf_counter() - t0)
+        if left is None or left > 0.05:
+            return milp_pulp(
+                a,
+                floor,
+                scope,
+                solver=solver,
+                time_limit=left,
+                max_models=max_models,
+                min_cell=min_cell,
+                warm_start=None,
+                min_strength=min_strength,
+            )
     return MilpResult(assign, bound, proven, status, key, time.perf_counter() - t0)
 
 

@@ -80,3 +80,24 @@ def check_partition(
                     f"cell {m} has IIA {total / count:.6f}, below the floor {floor}"
                 )
     return {m: total / count for m, (total, count) in cells.items()}
+
+
+def partition_problems(
+    values: np.ndarray,
+    assignment: np.ndarray,
+    floor: float,
+    semantics: str,
+    scope: str,
+    *,
+    max_models: int | None = None,
+    min_cell: int = 1,
+) -> list[str]:
+    """What makes ``assignment`` infeasible, in words; empty when it is feasible. For solvers
+    that test candidates and repair, rather than fail."""
+    try:
+        check_partition(
+            values, assignment, floor, semantics, scope, max_models=max_models, min_cell=min_cell
+        )
+    except PartitionCheckError as exc:
+        return [str(exc)]
+    return []
