@@ -55,6 +55,8 @@ def build_network(
         n_head=settings.n_head,
         num_labels=n_classes,
         pad_token_id=pad_id,
+        bos_token_id=None,
+        eos_token_id=None,
         resid_pdrop=0.0,
         embd_pdrop=0.0,
         attn_pdrop=0.0,
