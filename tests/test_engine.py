@@ -1,0 +1,147 @@
+"""The interchange engine against a plain full forward that patches through a hook (the
+pyvene-style oracle), DAS on a real trained GPT-2, and the engine's bad inputs."""
+
+import numpy as np
+import pytest
+import torch
+
+from intervention.das import Alignment, AlignmentError, DASSettings, train_alignment
+from intervention.engine import InterchangeEngine, Site, SiteError
+from intervention.network import (
+    NetworkError,
+    TrainSettings,
+    build_network,
+    load_network,
+    require_accuracy,
+    save_network,
+    train_network,
+)
+from intervention.tasks import arithmetic
+from intervention.tokenizer import build_tokenizer, encode_fixed_length
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def task_ids():
+    task = arithmetic()
+    prompts = task.prompts()
+    tokenizer = build_tokenizer(prompts)
+    return task, tokenizer, encode_fixed_length(tokenizer, prompts)
+
+
+@pytest.fixture(scope="module")
+def random_net(task_ids):
+    task, tok, ids = task_ids
+    settings = TrainSettings(n_layer=3, n_embd=32, n_head=4, seed=1)
+    return build_network(settings, len(tok), ids.shape[1], len(task.classes), tok.pad_token_id)
+
+
+@pytest.fixture(scope="module")
+def trained(task_ids):
+    task, tok, ids = task_ids
+    labels = torch.as_tensor(task.labels())
+    return train_network(ids, labels, len(task.classes), len(tok), tok.pad_token_id)
+
+
+def _hooked_logits(model, ids, layer, positions, hs, rotation):
+    def patch(module, args, out):
+        h = out.clone()
+        n = h.shape[0]
+        vb = h[:, positions].reshape(n, -1)
+        vs = hs[:, positions].reshape(n, -1)
+        h[:, positions] = (vb + ((vs - vb) @ rotation) @ rotation.T).reshape(n, len(positions), -1)
+        return h
+
+    target = model.transformer.h[layer] if layer >= 0 else model.transformer.drop
+    handle = target.register_forward_hook(patch)
+    try:
+        with torch.no_grad():
+            return model(input_ids=ids).logits
+    finally:
+        handle.remove()
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("layer, positions", [(-1, None), (0, None), (1, (3,)), (2, (1, 5))])
+def test_engine_matches_a_hooked_full_forward(task_ids, random_net, layer, positions):
+    _, _, ids = task_ids
+    engine = InterchangeEngine(random_net, ids, Site(layer, positions), batch_size=97)
+    gen = torch.Generator().manual_seed(layer + 5)
+    rotation = torch.linalg.qr(torch.randn(engine.dim, 8, generator=gen))[0]
+    base = torch.randint(0, 1000, (300,), generator=gen)
+    source = torch.randint(0, 1000, (300,), generator=gen)
+    got = engine.patched_logits(base, source, rotation).detach()
+    pos = list(engine.site.positions)
+    ref = _hooked_logits(random_net, ids[base], layer, pos, engine.cache[source], rotation)
+    assert (got - ref).abs().max().item() <= 1e-5
+    assert torch.equal(got.argmax(-1), ref.argmax(-1))
+    # The split network without a patch is the network.
+    with torch.no_grad():
+        full = random_net(input_ids=ids).logits
+    assert (engine.base_logits() - full).abs().max().item() <= 1e-5
+
+
+@pytest.mark.integration
+def test_successes_do_not_depend_on_batching(task_ids, random_net):
+    _, _, ids = task_ids
+    rng = np.random.default_rng(0)
+    base, source = rng.integers(0, 1000, 500), rng.integers(0, 1000, 500)
+    labels = rng.integers(0, 28, 500)
+    rotation = torch.linalg.qr(torch.randn(6 * 32, 4))[0]
+    a = InterchangeEngine(random_net, ids, Site(0), batch_size=64).successes(
+        base, source, rotation, labels
+    )
+    b = InterchangeEngine(random_net, ids, Site(0), batch_size=500).successes(
+        base, source, rotation, labels
+    )
+    assert np.array_equal(a, b)
+
+
+@pytest.mark.unit
+def test_bad_sites_and_ranks(task_ids, random_net):
+    _, _, ids = task_ids
+    with pytest.raises(SiteError, match="-1 \\(embeddings\\) to 2"):
+        InterchangeEngine(random_net, ids, Site(3))
+    with pytest.raises(SiteError, match="0..5"):
+        InterchangeEngine(random_net, ids, Site(0, (6,)))
+    engine = InterchangeEngine(random_net, ids, Site(0, (0,)))
+    for rank in (0, engine.dim + 1):
+        with pytest.raises(AlignmentError, match="rank"):
+            train_alignment(engine, lambda b, s: b * 0, "m", "t", DASSettings(rank=rank))
+
+
+@pytest.mark.integration
+def test_trained_network_and_das_find_the_sum_at_the_embeddings(task_ids, trained, tmp_path):
+    task, tok, ids = task_ids
+    assert trained.accuracy >= 0.99
+    require_accuracy(trained.accuracy)
+    with pytest.raises(NetworkError, match="below the floor"):
+        require_accuracy(0.5)
+    # Round trip through a Hugging Face directory (safetensors) and the real loading code.
+    save_network(trained.model, tok, tmp_path / "net")
+    loaded, loaded_tok = load_network(tmp_path / "net")
+    assert torch.equal(loaded(input_ids=ids[:50]).logits, trained.model(input_ids=ids[:50]).logits)
+    assert loaded_tok("1+2+3=")["input_ids"] == tok("1+2+3=")["input_ids"]
+    with pytest.raises(NetworkError, match="no network directory"):
+        load_network(tmp_path / "missing")
+    # At the embedding output every input is still separate, so (X+Y)+Z aligns well.
+    engine = InterchangeEngine(trained.model, ids, Site(-1))
+    model = task.candidates[0]
+    alignment = train_alignment(
+        engine,
+        lambda b, s: task.counterfactual_labels(model, b, s),
+        model.name,
+        "arith",
+        DASSettings(rank=16, steps=150),
+    )
+    assert alignment.held_out_iia > 0.8
+    rot = alignment.rotation
+    assert torch.allclose(rot.T @ rot, torch.eye(16), atol=1e-4)
+    alignment.save(tmp_path / "align")
+    back = Alignment.load(tmp_path / "align", "arith", alignment.network_digest)
+    assert torch.equal(back.rotation, rot) and back.site == alignment.site
+    with pytest.raises(AlignmentError, match="another task"):
+        Alignment.load(tmp_path / "align", "other-task", alignment.network_digest)
+    with pytest.raises(AlignmentError, match="another network"):
+        Alignment.load(tmp_path / "align", "arith", "0" * 16)
