@@ -22,7 +22,8 @@ import time
 import numpy as np
 from numba import njit
 
-from solver.feasibility import MIN_PAIRWISE_CELL, TOL, meets_floor
+from solver.feasibility import TOL
+from solver.verify import partition_problems
 
 _SCOPES = ("per-model", "global")
 
@@ -42,33 +43,10 @@ _CHUNK_S = 0.2  # seconds of moves between clock checks
 # Plain-numpy checks (the final word on feasibility, independent of the incremental sums).
 
 
-def pairwise_cells(w: np.ndarray, assignment: np.ndarray) -> list[tuple[int, int, float, int]]:
-    """``(model, size, pair_sum, pair_count)`` of every non-empty cell, computed from scratch."""
-    cells = []
-    for m in range(w.shape[0]):
-        idx = np.flatnonzero(assignment == m)
-        if idx.size == 0:
-            continue
-        sub = w[m][np.ix_(idx, idx)]
-        # Sum of the strict upper triangle: the diagonal is never counted, whatever it holds.
-        total = float(np.triu(sub, 1).sum())
-        cells.append((m, int(idx.size), total, int(idx.size * (idx.size - 1) // 2)))
-    return cells
-
-
 def is_feasible_pairwise(w: np.ndarray, assignment: np.ndarray, floor: float, scope: str) -> bool:
-    """Whether ``assignment`` meets the minimum cell size and the floor under ``scope``."""
-    assignment = np.asarray(assignment)
-    if assignment.shape != (w.shape[1],) or assignment.min(initial=-1) < -1:
-        return False
-    if assignment.max(initial=-1) >= w.shape[0]:
-        return False
-    cells = pairwise_cells(w, assignment)
-    if any(size < MIN_PAIRWISE_CELL for _, size, _, _ in cells):
-        return False
-    if scope == "per-model":
-        return all(meets_floor(total, count, floor) for _, _, total, count in cells)
-    return meets_floor(sum(c[2] for c in cells), sum(c[3] for c in cells), floor)
+    """Whether ``assignment`` meets the minimum cell size and the floor under ``scope``
+    (the shared check, from scratch, with none of the search's incremental state)."""
+    return not partition_problems(w, np.asarray(assignment), floor, "pairwise", scope)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -88,3 +88,30 @@ def test_result_serialises_names_and_fallback(small):
     assert d["strength"] == result.strength == sum(x is not None for x in d["assignment"])
     assert set(d["assignment"]) <= {"a", "b", None}
     assert d["certificate"]["status"] == "heuristic" and d["certificate"]["bound"] is None
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("semantics", ["pairwise", "per-input"])
+@pytest.mark.parametrize("method", ["auto", "ilp"])
+def test_a_floor_no_cell_can_meet_is_strength_zero_proven(semantics, method):
+    w = np.full((2, 6, 6), 0.5)
+    for m in range(2):
+        np.fill_diagonal(w[m], 0.0)
+    data = PairwiseIIA(w, ("a", "b"))
+    result = Solver(semantics=semantics, method=method, time_limit=5).solve(data, 0.9)
+    assert result.strength == 0 and result.cell_iia == {}
+    assert result.certificate.status == "optimal" and result.certificate.bound == 0
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("scope", ["per-model", "global"])
+def test_auto_frontier_on_a_small_instance_is_verified_and_monotone(scope):
+    rng = np.random.default_rng(11)
+    data = PairwiseIIA(random_pairwise(rng, 3, 14, p_one=0.6), ("a", "b", "c"))
+    front = Solver(method="auto", scope=scope, time_limit=4).frontier(data, [1.0, 0.9, 0.8])
+    assert front.strengths == sorted(front.strengths)
+    for p in front.results:
+        check_partition(data.weights, p.assignment, p.floor, "pairwise", scope)
+        assert p.certificate.bound is not None and p.certificate.bound >= p.strength
+        greedy = Solver(method="greedy").solve(data, p.floor)
+        assert p.strength >= greedy.strength
