@@ -41,7 +41,7 @@ def test_fold_successes_into_pairwise_and_per_input():
     w = tensor.weights[0]
     for b in range(n):
         for c in range(n):
-            expected = 0.0 if b == c else (success[b, c] + success[c, b]) / 2
+            expected = 0.0 if b == c else (int(success[b, c]) + int(success[c, b])) / 2
             assert w[b, c] == expected
     assert tensor.fallback == "fb" and tensor.candidates().models == ("m",)
     per_input = per_input_from_successes(d, [s, ~s], ["m", "fb"], "fb")
