@@ -47,7 +47,15 @@ def solve_pairwise_auto(
     # Strength is an integer: a start that reaches the floored bound is already optimal.
     if _strength(best) < math.floor(bound + 1e-6) and left() > 0:
         budget = left() * (SEARCH_SHARE_WHEN_EXACT if small else 1.0)
-        best = improve_pairwise(w, floor, scope, start=best, time_limit=budget, seed=seed)
+        best = improve_pairwise(
+            w,
+            floor,
+            scope,
+            start=best,
+            time_limit=budget,
+            seed=seed,
+            stop_at=math.floor(bound + 1e-6),
+        )
         parts = ["local search"]
     if small and _strength(best) < math.floor(bound + 1e-6) and left() > 1.0:
         exact, cert = solve_pairwise_exact(

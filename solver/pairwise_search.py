@@ -387,12 +387,14 @@ def improve_pairwise(
     time_limit: float = 10.0,
     seed: int = 0,
     max_moves: int | None = None,
+    stop_at: int | None = None,
 ) -> np.ndarray:
     """Return a feasible assignment (int64 [n], -1 = fallback) at least as strong as ``start``.
 
     ``start`` must be feasible (None means all fallback). The search stops after ``max_moves``
     annealing moves (deterministic for a fixed ``seed``) or ``time_limit`` seconds, whichever
-    comes first.
+    comes first, or as soon as the strength reaches ``stop_at`` (a proven bound: nothing
+    stronger exists).
     """
     if scope not in _SCOPES:
         raise ValueError(f"unknown scope {scope!r}; expected one of {_SCOPES}")
@@ -427,6 +429,8 @@ def improve_pairwise(
     if val > best_val[0]:
         best_val[0] = val
         best_a[:] = ca
+    if stop_at is not None and best_val[0] >= stop_at:
+        max_moves = 0
     rng = np.array([(seed * 0x9E3779B97F4A7C15 + 1) % 2**64 or 1], dtype=np.uint64)
 
     cycle = max(20_000, _CYCLE_MOVES * n * (M + 1))
@@ -462,7 +466,7 @@ def improve_pairwise(
         )
         done += todo
         now = time.perf_counter()
-        if now >= deadline:
+        if now >= deadline or (stop_at is not None and best_val[0] >= stop_at):
             break
         # Numba cannot read the clock cheaply: size the next chunk from the measured rate so the
         # clock is checked every ~0.2 s and the deadline is overshot by little.
