@@ -6,7 +6,8 @@ varying fastest (arithmetic: index = (X-1)*100 + (Y-1)*10 + (Z-1), as the author
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -153,3 +154,58 @@ def boolean() -> Task:
 
 
 BUILT_IN: dict[str, Callable[[], Task]] = {"arithmetic": arithmetic, "boolean": boolean}
+
+
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z_0-9]*)\}")
+
+
+def _renderer(template: str, inputs: Mapping[str, tuple]) -> Callable[[Mapping[str, object]], str]:
+    # Only {Name} placeholders: str.format would let spec text reach attributes of values.
+    names = _PLACEHOLDER.findall(template)
+    unknown = sorted(set(names) - set(inputs))
+    if unknown:
+        raise ValueError(
+            f"prompt template {template!r} names {unknown}, which are not input variables "
+            f"{list(inputs)}"
+        )
+    if not names:
+        raise ValueError(f"prompt template {template!r} shows no input: use {{Name}} placeholders")
+    return lambda values: _PLACEHOLDER.sub(lambda m: str(values[m.group(1)]), template)
+
+
+def custom_task(
+    name: str,
+    inputs: Mapping[str, Sequence],
+    template: str,
+    output: str,
+    candidates: Mapping[str, Mapping[str, str]],
+    fallback: str = "output",
+    classes: Sequence | None = None,
+) -> Task:
+    """A task from a spec: input variables with finite domains, a prompt template with {Name}
+    placeholders, the output mechanism (an expression over the inputs) and candidates, each a
+    mapping {"P": expression, "O": expression}; the fallback computes P = the output, O = P."""
+    domains = {v: tuple(d) for v, d in inputs.items()}
+    render = _renderer(template, domains)
+    models = []
+    for cand_name, mechanisms in candidates.items():
+        missing = sorted({"P", "O"} - set(mechanisms))
+        if missing:
+            raise ValueError(
+                f"candidate {cand_name!r} needs mechanisms for P and O; missing {missing}"
+            )
+        models.append(CausalModel(cand_name, domains, dict(mechanisms), "O"))
+    base = CausalModel(fallback, domains, {"P": output, "O": "P"}, "O")
+    if classes is None:
+        classes = sorted(set(np.asarray(base.run(base.input_space())["O"]).tolist()))
+    task = Task(name, domains, render, tuple(classes), tuple(models), base)
+    expected = base.run(task.values)["O"]
+    for model in models:
+        agree = np.asarray(model.run(task.values)["O"] == expected)
+        if not agree.all():
+            i = int(np.argmin(agree))
+            raise ValueError(
+                f"candidate {model.name!r} disagrees with the task's output on input "
+                f"{task.prompts()[i]!r}: without an intervention a candidate must compute the task"
+            )
+    return task

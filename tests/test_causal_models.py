@@ -140,3 +140,29 @@ def test_tokenizer_gives_fixed_length_and_refuses_ragged_prompts():
         encode_fixed_length(tok, ["1+1=", "10+10+10="])
     with pytest.raises(ValueError, match="outside the vocabulary"):
         encode_fixed_length(tok, ["7+1="])
+
+
+@pytest.mark.unit
+def test_custom_task_from_spec_parts():
+    from intervention.tasks import custom_task
+
+    parts = dict(
+        name="max2",
+        inputs={"A": range(4), "B": range(4)},
+        template="{A} vs {B} =",
+        output="max(A, B)",
+        candidates={"left": {"P": "A", "O": "max(P, B)"}, "right": {"P": "B", "O": "max(A, P)"}},
+    )
+    task = custom_task(**parts)
+    assert task.n_inputs == 16 and task.classes == (0, 1, 2, 3)
+    assert task.prompts()[6] == "1 vs 2 =" and task.labels()[6] == 2
+    assert [m.name for m in task.candidates] == ["left", "right"]
+    for bad, message in [
+        (dict(template="{A.__class__}"), "no input"),
+        (dict(template="{C} and {A}"), "not input variables"),
+        (dict(candidates={"bad": {"P": "A", "O": "P + B"}}), "disagrees with the task"),
+        (dict(candidates={"bad": {"P": "A"}}), "missing \\['O'\\]"),
+        (dict(candidates={"bad": {"P": "A + C", "O": "max(P, B)"}}), "unknown variables"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            custom_task(**{**parts, **bad})
