@@ -32,8 +32,12 @@ def load(small: bool) -> np.ndarray:
     for m in range(w.shape[0]):
         np.fill_diagonal(w[m], 0.0)
     if small:
-        idx = sorted((X - 1) * 100 + (Y - 1) * 10 + (Z - 1)
-                     for X in range(1, 5) for Y in range(1, 5) for Z in range(1, 5))
+        idx = sorted(
+            (X - 1) * 100 + (Y - 1) * 10 + (Z - 1)
+            for X in range(1, 5)
+            for Y in range(1, 5)
+            for Z in range(1, 5)
+        )
         w = w[:, idx][:, :, idx]
     return w
 
@@ -50,17 +54,29 @@ def main() -> None:
     args = ap.parse_args()
 
     w = load(small=True)
-    print(f"64-input instance, scope {args.scope}, solver {args.solver}, "
-          f"time limit {args.time_limit:g}s per floor")
-    print(f"{'floor':>6} {'strength':>8} {'bound':>6} {'gap':>6} {'status':>9} {'seconds':>8}  note")
+    print(
+        f"64-input instance, scope {args.scope}, solver {args.solver}, "
+        f"time limit {args.time_limit:g}s per floor"
+    )
+    print(
+        f"{'floor':>6} {'strength':>8} {'bound':>6} {'gap':>6} {'status':>9} {'seconds':>8}  note"
+    )
     prev = None
     for f in args.floors:
-        a, c = solve_pairwise_exact(w, f, args.scope, solver=args.solver,
-                                    time_limit=args.time_limit,
-                                    warm_start=None if args.no_chain else prev)
+        a, c = solve_pairwise_exact(
+            w,
+            f,
+            args.scope,
+            solver=args.solver,
+            time_limit=args.time_limit,
+            warm_start=None if args.no_chain else prev,
+        )
         prev = a
-        print(f"{f:6.3f} {c.objective:8.0f} {c.bound:6.0f} {c.gap:6.3f} {c.status:>9} "
-              f"{c.seconds:8.1f}  {c.note}", flush=True)
+        print(
+            f"{f:6.3f} {c.objective:8.0f} {c.bound:6.0f} {c.gap:6.3f} {c.status:>9} "
+            f"{c.seconds:8.1f}  {c.note}",
+            flush=True,
+        )
     if args.skip_full:
         return
     wf = load(small=False)
