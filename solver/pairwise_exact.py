@@ -149,7 +149,7 @@ def _build_per_model(w, floor, sizes, fits, cuts, ub) -> _Model:
     for m in range(M):
         for v in range(n):
             if fits[m, v].any():
-                mod.x[v, m] = pulp.LpVariable(f"x_{v}_{m}", cat="Binary")
+                mod.x[v, m] = prob.add_variable(f"x_{v}_{m}", 0, 1, cat=pulp.LpBinary)
     prob += pulp.lpSum(mod.x.values())
     for v in range(n):
         xs = [mod.x[v, m] for m in range(M) if (v, m) in mod.x]
@@ -162,7 +162,7 @@ def _build_per_model(w, floor, sizes, fits, cuts, ub) -> _Model:
             for v in members:
                 prob += mod.x[v, m] == 0, f"off_{v}_{m}"
             continue
-        u = {int(k): pulp.LpVariable(f"u_{m}_{k}", cat="Binary") for k in ks}
+        u = {int(k): prob.add_variable(f"u_{m}_{k}", 0, 1, cat=pulp.LpBinary) for k in ks}
         mod.aux += [(u[k], (lambda a, m=m, k=k: float((a == m).sum() == k))) for k in u]
         prob += pulp.lpSum(u.values()) <= 1, f"onesize_{m}"
         prob += (
@@ -185,7 +185,7 @@ def _build_per_model(w, floor, sizes, fits, cuts, ub) -> _Model:
                 if not ok:
                     prob += mod.x[i, m] + mod.x[j, m] <= 1, f"apart_{i}_{j}_{m}"
                     continue
-                y = pulp.LpVariable(f"y_{i}_{j}_{m}", lowBound=0, upBound=1)
+                y = prob.add_variable(f"y_{i}_{j}_{m}", 0, 1)
                 mod.aux.append((y, (lambda a, i=i, j=j, m=m: float(a[i] == m and a[j] == m))))
                 prob += y >= mod.x[i, m] + mod.x[j, m] - 1, f"ylo_{i}_{j}_{m}"
                 if len(ok) < len(u):
@@ -218,13 +218,13 @@ def _build_textbook(w, floor, ub, pooled: bool) -> _Model:
     prob = mod.prob
     for m in range(M):
         for v in range(n):
-            mod.x[v, m] = pulp.LpVariable(f"x_{v}_{m}", cat="Binary")
+            mod.x[v, m] = prob.add_variable(f"x_{v}_{m}", 0, 1, cat=pulp.LpBinary)
     prob += pulp.lpSum(mod.x.values())
     for v in range(n):
         prob += pulp.lpSum(mod.x[v, m] for m in range(M)) <= 1, f"one_{v}"
     terms = []
     for m in range(M):
-        z = pulp.LpVariable(f"z_{m}", cat="Binary")
+        z = prob.add_variable(f"z_{m}", 0, 1, cat=pulp.LpBinary)
         mod.aux.append((z, (lambda a, m=m: float((a == m).any()))))
         for v in range(n):
             prob += mod.x[v, m] <= z, f"open_{v}_{m}"
@@ -234,7 +234,7 @@ def _build_textbook(w, floor, ub, pooled: bool) -> _Model:
                 c = float(w[m, i, j]) - floor
                 if c == 0.0:
                     continue
-                y = pulp.LpVariable(f"y_{i}_{j}_{m}", lowBound=0, upBound=1)
+                y = prob.add_variable(f"y_{i}_{j}_{m}", 0, 1)
                 mod.aux.append((y, (lambda a, i=i, j=j, m=m: float(a[i] == m and a[j] == m))))
                 if c > 0:
                     prob += y <= mod.x[i, m], f"ya_{i}_{j}_{m}"
