@@ -33,3 +33,40 @@ def plot_frontier(
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def plot_partition(partition, task, path: str | Path) -> Path:
+    """Which model explains each input. Tasks with three small input variables (arithmetic)
+    get one X-by-Y panel per Z value; others a strip of inputs in index order."""
+    from matplotlib.colors import ListedColormap
+
+    names = ["fallback", *partition.models]
+    codes = partition.assignment + 1
+    cmap = ListedColormap(["#dddddd", *plt.get_cmap("tab10").colors[: len(partition.models)]])
+    inputs = list(task.inputs)
+    sizes = [len(task.inputs[v]) for v in inputs]
+    if len(inputs) == 3 and max(sizes) <= 12:
+        nx, ny, nz = sizes
+        grid = codes.reshape(nx, ny, nz)
+        fig, axes = plt.subplots(1, nz, figsize=(1.6 * nz + 1.5, 2.4), squeeze=False)
+        for z, ax in enumerate(axes[0]):
+            ax.imshow(grid[:, :, z], cmap=cmap, vmin=0, vmax=len(names) - 1)
+            ax.set_title(f"{inputs[2]}={task.inputs[inputs[2]][z]}", fontsize=8)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[0][0].set_ylabel(f"{inputs[0]} (rows) × {inputs[1]} (cols)", fontsize=7)
+    else:
+        fig, ax = plt.subplots(figsize=(10, 1.6))
+        ax.imshow(codes[None, :], cmap=cmap, vmin=0, vmax=len(names) - 1, aspect="auto")
+        ax.set_yticks([])
+        ax.set_xlabel("input index")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=cmap(k)) for k in range(len(names))]
+    fig.legend(handles, names, loc="lower center", ncol=min(len(names), 7), fontsize=7)
+    fig.suptitle(
+        f"partition at floor {partition.floor} (strength {partition.strength})", fontsize=9
+    )
+    fig.tight_layout(rect=(0, 0.12, 1, 0.92))
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
