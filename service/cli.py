@@ -157,6 +157,90 @@ def _write_json(
     path.write_text(json.dumps(out, indent=1) + "\n")
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from service.pipeline import run
+    from service.report import format_report
+    from service.spec import load_spec
+
+    spec = load_spec(args.spec)
+    if args.results is not None:
+        spec = spec.model_copy(update={"results": args.results})
+    report = run(spec, address=args.address, resume=args.resume)
+    print(format_report(report))
+    print(f"report: {spec.results_dir() / 'report.json'}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from service.report import format_report
+
+    path = Path(args.results_dir)
+    path = path / "report.json" if path.is_dir() else path
+    if not path.is_file():
+        raise CLIError(f"no report at {path}; run the job first (ccm run SPEC)")
+    print(format_report(json.loads(path.read_text())))
+    return 0
+
+
+# -- jobs on a Ray cluster (service.jobs) -----------------------------------------------------
+
+
+def _job_call(fn, *args, **kwargs):
+    from service.jobs import JobError
+
+    try:
+        return fn(*args, **kwargs)
+    except JobError as exc:
+        raise CLIError(str(exc)) from None
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from service import jobs
+
+    job_id = _job_call(
+        jobs.submit, args.spec, args.address, results=args.results, python=args.python
+    )
+    print(job_id)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from service import jobs
+
+    info = _job_call(jobs.info, args.job_id, args.address)
+    message = info["message"].strip().splitlines()
+    print(f"{info['job_id']} {info['status']}" + (f": {message[0]}" if message else ""))
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    from service import jobs
+
+    def stream() -> None:
+        for chunk in jobs.logs(args.job_id, args.address, follow=args.follow):
+            print(chunk, end="", flush=True)
+
+    _job_call(stream)
+    return 0
+
+
+def cmd_result(args: argparse.Namespace) -> int:
+    from service import jobs
+    from service.report import format_report
+
+    report = _job_call(jobs.result, args.job_id, args.address)
+    print(json.dumps(report, indent=1) if args.json else format_report(report))
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    from service import jobs
+
+    final = _job_call(jobs.cancel, args.job_id, args.address, timeout=args.timeout)
+    print(f"{args.job_id} {final}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ccm", description="Combine causal models: which candidate explains which inputs."
@@ -188,6 +272,46 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", help="write the results here")
     s.add_argument("--plot", help="draw the frontier here (PNG), with each candidate alone")
     s.set_defaults(func=cmd_solve)
+
+    r = sub.add_parser("run", help="run a job spec: network, alignments, IIA, frontier, report")
+    r.add_argument("spec", help="the job spec (TOML), e.g. examples/arithmetic.toml")
+    r.add_argument("--address", help="a Ray cluster to join (default: the spec's, else embedded)")
+    r.add_argument("--resume", action="store_true", help="finish an interrupted run's shards")
+    r.add_argument("--results", help="override the spec's results folder")
+    r.set_defaults(func=cmd_run)
+
+    rep = sub.add_parser("report", help="print a finished job's report as a table")
+    rep.add_argument("results_dir", help="the job's results folder (or its report.json)")
+    rep.set_defaults(func=cmd_report)
+
+    address_help = "the cluster's job server (default: RAY_ADDRESS, else http://127.0.0.1:8265)"
+    sb = sub.add_parser("submit", help="submit a job spec to a Ray cluster; prints the job id")
+    sb.add_argument("spec", help="the job spec (TOML); validated here before it is sent")
+    sb.add_argument("--address", help=address_help)
+    sb.add_argument("--results", help="override the spec's results folder (as seen by the job)")
+    sb.add_argument(
+        "--python", help="the interpreter that runs the job on the cluster (default: this one)"
+    )
+    sb.set_defaults(func=cmd_submit)
+    st = sub.add_parser("status", help="a submitted job's status")
+    st.add_argument("job_id")
+    st.add_argument("--address", help=address_help)
+    st.set_defaults(func=cmd_status)
+    lg = sub.add_parser("logs", help="a submitted job's logs")
+    lg.add_argument("job_id")
+    lg.add_argument("--follow", action="store_true", help="stream them until the job ends")
+    lg.add_argument("--address", help=address_help)
+    lg.set_defaults(func=cmd_logs)
+    rs = sub.add_parser("result", help="a finished job's report (table, or --json)")
+    rs.add_argument("job_id")
+    rs.add_argument("--json", action="store_true", help="print the report as JSON")
+    rs.add_argument("--address", help=address_help)
+    rs.set_defaults(func=cmd_result)
+    cc = sub.add_parser("cancel", help="stop a submitted job; returns once it has stopped")
+    cc.add_argument("job_id")
+    cc.add_argument("--timeout", type=float, default=30.0, help="seconds to wait (default 30)")
+    cc.add_argument("--address", help=address_help)
+    cc.set_defaults(func=cmd_cancel)
     return parser
 
 
@@ -195,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (CLIError, IIADataError, SolverConfigError, ValueError) as exc:
+    except (CLIError, IIADataError, SolverConfigError, ValueError, OSError) as exc:
         print(f"ccm {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except PartitionCheckError as exc:

@@ -37,6 +37,7 @@ class JobContext:
     spec: JobSpec
     root: Path
     log: Log = print
+    resume: bool = False
     timings: dict[str, float] = field(default_factory=dict)
 
     def stage_dir(self, stage: str, *parts: str) -> Path:
@@ -200,6 +201,10 @@ class Worker:
         self.engines: dict[int, object] = {}
         self.rotations: dict[str, object] = {}
 
+    def pid(self) -> int:
+        """The process this worker runs in (tests kill one mid-run)."""
+        return os.getpid()
+
     def engine(self, site_index: int):
         if site_index not in self.engines:
             self.engines[site_index] = _engine(self.spec, self.model, self.ids, site_index)
@@ -316,6 +321,11 @@ def scoring_stage(ctx: JobContext, models, design, alignment_dirs, executor) -> 
         for k, shard in enumerate(design.shards(ctx.spec.execution.shard_size)):
             jobs.append(ShardJob(i, k, shard, str(root / f"model{i:02d}" / f"shard{k:05d}.npy")))
     missing = [j for j in jobs if not Path(j.out_path).exists()]
+    if 0 < len(missing) < len(jobs) and not ctx.resume:
+        raise SpecError(
+            f"{root} holds {len(jobs) - len(missing)} of {len(jobs)} IIA shards from an "
+            "interrupted run: pass --resume to finish it, or delete that folder to start over"
+        )
     ctx.log(f"IIA: {len(jobs)} shards, {len(jobs) - len(missing)} already done")
     ctx.timings["shards_total"] = len(jobs)
     ctx.timings["shards_computed"] = len(missing)
@@ -378,13 +388,18 @@ def make_executor(spec: JobSpec, network_dir: Path, log: Log, address: str | Non
     return RayExecutor(spec, network_dir, log, address=address or spec.execution.address)
 
 
-def run(spec: JobSpec, *, address: str | None = None, log: Log = print) -> dict:
-    """The whole job; returns the report (also written under the results folder)."""
+def run(
+    spec: JobSpec, *, address: str | None = None, resume: bool = False, log: Log = print
+) -> dict:
+    """The whole job; returns the report (also written under the results folder).
+
+    Finished stages are reused; a stage an interrupted run left half done (some IIA shards)
+    is finished only with ``resume``, so that a stale partial run is never mixed in silently."""
     from service.report import build_report, write_report
 
     started = time.perf_counter()
     root = prepare_results(spec)
-    ctx = JobContext(spec, root, log)
+    ctx = JobContext(spec, root, log, resume=resume)
     task, models = build_task(spec)
     model, tokenizer, ids, acc, network_dir = network_stage(ctx, task)
     design = design_of(spec, task.n_inputs)

@@ -1,0 +1,444 @@
+"""Jobs on a Ray cluster, through Ray's job submission API (the API behind ``ray job submit``).
+
+``submit`` validates the spec here, then sends its TOML text inline in the job's runtime
+environment (``CCM_SPEC_TOML``); the job's entrypoint is this module run as a program
+(``python -m service.jobs run``), which parses that text, runs the pipeline (in the driver for
+``execution.mode = "in-process"``, else joining the job's own cluster with ``address="auto"``),
+and prints the report as one marker line (``CCM-REPORT-JSON {...}``) at the end of the job's
+logs. ``result`` reads that line back through the API, so it works from any machine that can
+reach the dashboard, not only from one that shares the cluster's disk.
+
+The token is read as Ray reads it (``RAY_AUTH_TOKEN``, else the file at ``RAY_AUTH_TOKEN_PATH``,
+else ``~/.ray/auth_token``) and sent on every request as ``Authorization: Bearer <token>``,
+which is what Ray's own client sends when ``RAY_AUTH_MODE=token``; here it is sent whatever
+``RAY_AUTH_MODE`` says, and a cluster without token authentication ignores it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import shlex
+import socket
+import sys
+import time
+import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from service.spec import SpecError, load_spec, parse_spec
+
+DEFAULT_ADDRESS = "http://127.0.0.1:8265"
+MARKER = "CCM-REPORT-JSON "
+SPEC_ENV = "CCM_SPEC_TOML"
+ORIGIN_ENV = "CCM_SPEC_ORIGIN"
+RESULTS_ENV = "CCM_RESULTS"
+TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
+TOKEN_FIX = (
+    "print the head's token with `ray get-auth-token` on the head node, then set RAY_AUTH_TOKEN "
+    "to it or save it to ~/.ray/auth_token (or a file named by RAY_AUTH_TOKEN_PATH)"
+)
+
+
+class JobError(RuntimeError):
+    """A job request that could not be served; the message says why and what to do."""
+
+
+class JobNotFound(JobError):
+    """No job with that id on the cluster."""
+
+
+class JobAuthError(JobError):
+    """The cluster wants a token that was not found, or refused the one sent."""
+
+
+# -- the address ------------------------------------------------------------------------------
+
+
+def resolve_address(address: str | None = None) -> str:
+    """The job server's URL: the argument, else RAY_API_SERVER_ADDRESS or RAY_ADDRESS (as
+    ``ray job`` reads them), else http://127.0.0.1:8265."""
+    if not address:
+        address = (
+            os.environ.get("RAY_API_SERVER_ADDRESS")
+            or os.environ.get("RAY_ADDRESS")
+            or DEFAULT_ADDRESS
+        )
+    address = address.strip().rstrip("/")
+    if address == "auto":
+        address = DEFAULT_ADDRESS
+    if address.startswith("ray://"):
+        raise JobError(
+            f"{address} is a Ray Client address; jobs go to the dashboard's job server, "
+            "e.g. --address http://HEAD:8265"
+        )
+    if "://" not in address:
+        address = "http://" + address
+    parts = urlsplit(address)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise JobError(f"{address} is not a job server address; give http://HEAD:8265")
+    return address
+
+
+def _probe(url: str, timeout: float = 5.0) -> None:
+    # Fails fast (Ray's client has no timeout, so a dead host would hang it).
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise JobError(_unreachable(url, exc.strerror or str(exc))) from None
+
+
+def _unreachable(url: str, why: str) -> str:
+    return (
+        f"cannot reach a Ray job server at {url} ({why}); check that the head is running "
+        "(`ray start --head` serves jobs on dashboard port 8265) and give its address with "
+        "--address http://HEAD:8265 or RAY_ADDRESS"
+    )
+
+
+# -- the token --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Token:
+    """The token found (or None) and where it came from; ``looked`` lists every place read."""
+
+    value: str | None
+    source: str | None
+    looked: tuple[str, ...] = field(default_factory=tuple)
+
+
+def find_token() -> Token:
+    """Read the token as Ray's AuthenticationTokenLoader does: RAY_AUTH_TOKEN (if not blank),
+    else RAY_AUTH_TOKEN_PATH (if set, and then only that file), else ~/.ray/auth_token."""
+    looked = []
+    env_token = os.environ.get("RAY_AUTH_TOKEN", "").strip()
+    if env_token:
+        return Token(env_token, "RAY_AUTH_TOKEN")
+    looked.append("RAY_AUTH_TOKEN (unset)")
+    path_env = os.environ.get("RAY_AUTH_TOKEN_PATH", "").strip()
+    if path_env:
+        value = _read_token_file(Path(path_env).expanduser())
+        if value:
+            return Token(value, f"RAY_AUTH_TOKEN_PATH={path_env}")
+        # Ray does not fall back to ~/.ray/auth_token when the named file is missing.
+        looked.append(f"RAY_AUTH_TOKEN_PATH={path_env} (missing or empty)")
+        return Token(None, None, tuple(looked))
+    looked.append("RAY_AUTH_TOKEN_PATH (unset)")
+    default = Path.home() / ".ray" / "auth_token"
+    value = _read_token_file(default)
+    if value:
+        return Token(value, str(default))
+    looked.append(f"{default} (missing or empty)")
+    return Token(None, None, tuple(looked))
+
+
+def _read_token_file(path: Path) -> str | None:
+    try:
+        return path.read_text().strip() or None
+    except OSError:
+        return None
+
+
+# -- the client -------------------------------------------------------------------------------
+
+
+@dataclass
+class _Conn:
+    client: object  # ray.job_submission.JobSubmissionClient
+    url: str
+    token: Token
+
+
+def _auth_message(url: str, token: Token, status: int | None, body: str) -> str:
+    said = f"HTTP {status}: {body.strip()}" if status else body.strip().splitlines()[0]
+    if token.value is None:
+        return (
+            f"the cluster at {url} requires a token ({said}) and none was found; looked at "
+            f"{', '.join(token.looked)}; {TOKEN_FIX}"
+        )
+    return (
+        f"the cluster refused the token from {token.source} ({said}); it is not the token of "
+        f"the cluster at {url}: {TOKEN_FIX}"
+    )
+
+
+@contextmanager
+def _translated(conn_url: str, token: Token, job_id: str | None = None):
+    """Ray's errors, as JobErrors with the fix."""
+    import requests
+    from ray.exceptions import AuthenticationError
+
+    try:
+        yield
+    except AuthenticationError as exc:
+        # Ray's client formats 401 as "Authentication required: <body>" and 403 as
+        # "Authentication failed: <body>"; a client in token mode with no token raises its own.
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        status = {"Authentication required": 401, "Authentication failed": 403}.get(
+            first.split(": ", 1)[0]
+        )
+        body = first.split(": ", 1)[-1] if status else first
+        raise JobAuthError(_auth_message(conn_url, token, status, body)) from None
+    except (requests.exceptions.ConnectionError, ConnectionError) as exc:
+        raise JobError(_unreachable(conn_url, type(exc).__name__)) from None
+    except RuntimeError as exc:
+        if isinstance(exc, JobError):
+            raise
+        text = str(exc)
+        if "status code 404" in text and job_id is not None:
+            raise JobNotFound(_not_found(conn_url, job_id)) from None
+        for status in (401, 403):
+            if f"status code {status}" in text:
+                raise JobAuthError(_auth_message(conn_url, token, status, text)) from None
+        raise JobError(f"the job server at {conn_url} answered: {text.splitlines()[0]}") from None
+
+
+def _not_found(url: str, job_id: str) -> str:
+    return (
+        f"no job {job_id!r} on the cluster at {url}; list its jobs with "
+        f"`ray job list --address {url}` (ids look like ccm-NAME-1a2b3c4d or raysubmit_...)"
+    )
+
+
+def connect(address: str | None = None, token: str | None = None) -> _Conn:
+    """A client for the job server at ``address``, sending the token (``token`` if given,
+    else the one :func:`find_token` finds)."""
+    from ray.job_submission import JobSubmissionClient
+
+    url = resolve_address(address)
+    tok = Token(token, "the token given") if token else find_token()
+    _probe(url)
+    headers = {"Authorization": f"Bearer {tok.value}"} if tok.value else {}
+    with _translated(url, tok):
+        # The constructor asks the server its version: an auth or connection error shows here.
+        client = JobSubmissionClient(url, headers=headers)
+    return _Conn(client, url, tok)
+
+
+def _info(conn: _Conn, job_id: str):
+    with _translated(conn.url, conn.token, job_id):
+        return conn.client.get_job_info(job_id)
+
+
+# -- the job API ------------------------------------------------------------------------------
+
+
+def submit(
+    spec_path: str | Path,
+    address: str | None = None,
+    *,
+    token: str | None = None,
+    results: str | None = None,
+    python: str | None = None,
+    entrypoint: str | None = None,
+    submission_id: str | None = None,
+) -> str:
+    """Validate the spec here, submit it, return the job id.
+
+    The spec's TOML travels inline in the runtime environment. A relative results folder is made
+    absolute against this process's working directory, as ``ccm run`` here would use it (the
+    cluster's own working directory is not this one). ``python`` is the interpreter that runs
+    the job on the cluster: by default this one (right for a local cluster on this venv; give
+    ``python`` for a cluster whose nodes install the project elsewhere). ``entrypoint`` replaces
+    the command altogether (tests use it)."""
+    spec_path = Path(spec_path)
+    spec = load_spec(spec_path)  # SpecError before anything reaches the cluster
+    if results is not None:
+        spec = spec.model_copy(update={"results": results})
+    results_dir = str(Path(spec.results).expanduser().absolute())
+    conn = connect(address, token)
+    command = entrypoint or f"{shlex.quote(python or sys.executable)} -m service.jobs run"
+    job_id = submission_id or f"ccm-{spec.name}-{secrets.token_hex(4)}"
+    runtime_env = {
+        "env_vars": {
+            SPEC_ENV: spec_path.read_text(),
+            ORIGIN_ENV: str(spec_path),
+            RESULTS_ENV: results_dir,
+            "PYTHONUNBUFFERED": "1",
+        }
+    }
+    with _translated(conn.url, conn.token):
+        return conn.client.submit_job(
+            entrypoint=command,
+            submission_id=job_id,
+            runtime_env=runtime_env,
+            metadata={"ccm_spec": spec.name},
+        )
+
+
+def info(job_id: str, address: str | None = None, *, token: str | None = None) -> dict:
+    """The job's status, message, entrypoint and times."""
+    i = _info(connect(address, token), job_id)
+    return {
+        "job_id": job_id,
+        "status": str(i.status),
+        "message": i.message or "",
+        "entrypoint": i.entrypoint,
+        "start_time": i.start_time,
+        "end_time": i.end_time,
+        "metadata": i.metadata or {},
+    }
+
+
+def status(job_id: str, address: str | None = None, *, token: str | None = None) -> str:
+    """PENDING, RUNNING, SUCCEEDED, FAILED or STOPPED."""
+    return str(_info(connect(address, token), job_id).status)
+
+
+def logs(
+    job_id: str, address: str | None = None, *, follow: bool = False, token: str | None = None
+) -> Iterator[str]:
+    """The job's logs: all of them so far in one piece, or with ``follow`` chunk by chunk as
+    they are written, until the job ends."""
+    conn = connect(address, token)
+    _info(conn, job_id)  # a clear error for an unknown id, before any stream opens
+    if not follow:
+        with _translated(conn.url, conn.token, job_id):
+            text = conn.client.get_job_logs(job_id)
+        yield text
+        return
+    loop = asyncio.new_event_loop()
+    stream = conn.client.tail_job_logs(job_id)
+    try:
+        while True:
+            with _translated(conn.url, conn.token, job_id):
+                try:
+                    chunk = loop.run_until_complete(stream.__anext__())
+                except StopAsyncIteration:
+                    return
+            yield chunk
+    finally:
+        loop.run_until_complete(stream.aclose())
+        loop.close()
+
+
+def wait(
+    job_id: str,
+    address: str | None = None,
+    *,
+    timeout: float | None = None,
+    token: str | None = None,
+    poll: float = 0.5,
+) -> str:
+    """Block until the job ends; its final status."""
+    conn = connect(address, token)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        state = str(_info(conn, job_id).status)
+        if state in TERMINAL:
+            return state
+        if deadline is not None and time.monotonic() > deadline:
+            raise JobError(f"job {job_id} is still {state} after {timeout:g} s")
+        time.sleep(poll)
+
+
+def result(job_id: str, address: str | None = None, *, token: str | None = None) -> dict:
+    """The report of a job that SUCCEEDED, read from the marker line its driver printed."""
+    conn = connect(address, token)
+    i = _info(conn, job_id)
+    state = str(i.status)
+    with _translated(conn.url, conn.token, job_id):
+        text = conn.client.get_job_logs(job_id)
+    if state != "SUCCEEDED":
+        hint = {
+            "PENDING": "it has not started; wait, or follow it with `ccm logs ID --follow`",
+            "RUNNING": "it is still running; follow it with `ccm logs ID --follow`",
+            "FAILED": "it failed; see `ccm logs ID` for the whole log",
+            "STOPPED": "it was stopped; submit it again",
+        }.get(state, "")
+        message = (i.message or "").strip().splitlines()
+        last = [line.strip() for line in text.splitlines() if line.strip()][-5:]
+        raise JobError(
+            f"job {job_id} has no report: it is {state}"
+            + (f" ({message[0]})" if message else "")
+            + f"; {hint}"
+            + ("; last log lines: " + " | ".join(last) if last else "; no log lines yet")
+        )
+    report = parse_report(text)
+    if report is None:
+        raise JobError(
+            f"job {job_id} SUCCEEDED but its logs carry no {MARKER.strip()} line; was it "
+            "submitted with `ccm submit`? (`ccm report RESULTS_DIR` reads a report.json on disk)"
+        )
+    return report
+
+
+def parse_report(log_text: str) -> dict | None:
+    """The report from the last marker line of a job's logs, or None."""
+    for line in reversed(log_text.splitlines()):
+        if line.startswith(MARKER):
+            return json.loads(line[len(MARKER) :])
+    return None
+
+
+def cancel(
+    job_id: str, address: str | None = None, *, timeout: float = 30.0, token: str | None = None
+) -> str:
+    """Stop the job and return once it has ended (its final status: STOPPED, or SUCCEEDED /
+    FAILED when it had already ended)."""
+    conn = connect(address, token)
+    state = str(_info(conn, job_id).status)
+    if state in TERMINAL:
+        return state
+    with _translated(conn.url, conn.token, job_id):
+        conn.client.stop_job(job_id)
+    deadline = time.monotonic() + timeout
+    while True:
+        state = str(_info(conn, job_id).status)
+        if state in TERMINAL:
+            return state
+        if time.monotonic() > deadline:
+            raise JobError(
+                f"job {job_id} is still {state} {timeout:g} s after it was asked to stop; "
+                "its driver may be stuck: see `ccm logs ID`"
+            )
+        time.sleep(0.2)
+
+
+# -- inside the job ---------------------------------------------------------------------------
+
+
+def _job_main(argv: list[str]) -> int:
+    """The job's driver: the spec from the runtime environment, the pipeline, the marker."""
+    if argv != ["run"]:
+        print("usage: python -m service.jobs run   (the entrypoint of a submitted job)")
+        return 2
+    from service.pipeline import run
+    from service.report import format_report
+
+    text = os.environ.get(SPEC_ENV)
+    origin = os.environ.get(ORIGIN_ENV, "the submitted spec")
+    try:
+        if text is None:
+            raise SpecError(f"{SPEC_ENV} is not set; submit jobs with `ccm submit SPEC`")
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise SpecError(f"{origin} is not valid TOML: {exc}") from None
+        spec = parse_spec(data, origin)
+        if os.environ.get(RESULTS_ENV):
+            spec = spec.model_copy(update={"results": os.environ[RESULTS_ENV]})
+        # In-process runs in this driver; any other mode joins the cluster the job runs on.
+        address = None if spec.execution.mode == "in-process" else "auto"
+        print(f"ccm job: {spec.name}, mode {spec.execution.mode}, results {spec.results_dir()}")
+        report = run(spec, address=address)
+    except SpecError as exc:
+        print(f"ccm job: error: {exc}", file=sys.stderr, flush=True)
+        return 2
+    print(format_report(report))
+    print(f"report: {spec.results_dir() / 'report.json'}")
+    print(MARKER + json.dumps(report, separators=(",", ":")), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_job_main(sys.argv[1:]))
