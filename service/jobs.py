@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import secrets
 import shlex
@@ -25,6 +26,7 @@ import socket
 import sys
 import time
 import tomllib
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -159,12 +161,14 @@ class _Conn:
 
 
 def _auth_message(url: str, token: Token, status: int | None, body: str) -> str:
-    said = f"HTTP {status}: {body.strip()}" if status else body.strip().splitlines()[0]
     if token.value is None:
+        # status None: Ray's own client (RAY_AUTH_MODE=token here) refused to send no token.
+        need = f"requires a token (HTTP {status}: {body.strip()})" if status else "needs a token"
         return (
-            f"the cluster at {url} requires a token ({said}) and none was found; looked at "
+            f"the cluster at {url} {need} and none was found; looked at "
             f"{', '.join(token.looked)}; {TOKEN_FIX}"
         )
+    said = f"HTTP {status}: {body.strip()}" if status else body.strip()
     return (
         f"the cluster refused the token from {token.source} ({said}); it is not the token of "
         f"the cluster at {url}: {TOKEN_FIX}"
@@ -306,11 +310,16 @@ def logs(
             text = conn.client.get_job_logs(job_id)
         yield text
         return
+    # Ray's client logs "WebSocket closed ..." at INFO when the job ends; not news here.
+    sdk_logger = logging.getLogger("ray.dashboard.modules.job.sdk")
+    level = sdk_logger.level
+    sdk_logger.setLevel(logging.WARNING)
     loop = asyncio.new_event_loop()
     stream = conn.client.tail_job_logs(job_id)
     try:
         while True:
-            with _translated(conn.url, conn.token, job_id):
+            with _translated(conn.url, conn.token, job_id), warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # aiohttp on Ray's ssl=None
                 try:
                     chunk = loop.run_until_complete(stream.__anext__())
                 except StopAsyncIteration:
@@ -319,6 +328,7 @@ def logs(
     finally:
         loop.run_until_complete(stream.aclose())
         loop.close()
+        sdk_logger.setLevel(level)
 
 
 def wait(

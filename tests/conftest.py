@@ -5,6 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+# Before torch or numba start their thread pools: on a shared 2-core machine OpenMP's
+# spin-waiting made torch 10-20x slower; one thread per process, waiting passively.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("NUMBA_NUM_THREADS", "1")
+
 import numpy as np
 import pytest
 
@@ -17,6 +22,14 @@ SHARED_DATA = Path(
         "CCM_SHARED_DATA", REPO.parent / "shared" / "data" / "arithmetic_layer7_r256.npz"
     )
 )
+
+
+def pytest_configure(config):
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.set_num_threads(1)
 
 
 def pytest_collection_modifyitems(config, items):
