@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 export OMP_WAIT_POLICY := PASSIVE
 export NUMBA_NUM_THREADS ?= 1
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo demo-boolean demo-authors test lint bench clean
 
 setup: $(VENV)/.installed
 
@@ -18,10 +18,17 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: setup
+	$(BIN)/ccm run examples/arithmetic.toml
+
+demo-boolean: setup
+	$(BIN)/ccm run examples/boolean.toml
+
+# The authors' published IIA graphs (GPT-2 small, layer 7), solved under the paper's semantics.
+demo-authors: setup
 	mkdir -p results
 	$(BIN)/ccm solve examples/data/arithmetic_layer7_r256.npz --method auto --time-limit 20 \
 		--floors 1.0,0.99,0.975,0.95,0.925,0.9,0.8 \
-		--json results/arithmetic_frontier.json --plot results/arithmetic_frontier.png
+		--json results/authors_frontier.json --plot results/authors_frontier.png
 
 test: setup lint
 	$(BIN)/python -m pytest -q
@@ -34,6 +41,7 @@ bench: setup
 	$(BIN)/python bench/pairwise_quality.py
 	$(BIN)/python bench/pairwise_exact_small.py
 	$(BIN)/python bench/per_input_scale.py
+	$(BIN)/python bench/engine_throughput.py
 
 clean:
 	rm -rf $(VENV) results .pytest_cache
