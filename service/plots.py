@@ -48,12 +48,19 @@ def plot_partition(partition, task, path: str | Path) -> Path:
     if len(inputs) == 3 and max(sizes) <= 12:
         nx, ny, nz = sizes
         grid = codes.reshape(nx, ny, nz)
-        fig, axes = plt.subplots(1, nz, figsize=(1.6 * nz + 1.5, 2.4), squeeze=False)
-        for z, ax in enumerate(axes[0]):
-            ax.imshow(grid[:, :, z], cmap=cmap, vmin=0, vmax=len(names) - 1)
-            ax.set_title(f"{inputs[2]}={task.inputs[inputs[2]][z]}", fontsize=8)
+        cols = min(nz, 5)
+        rows = -(-nz // cols)
+        fig, axes = plt.subplots(
+            rows, cols, figsize=(1.9 * cols + 0.6, 2.4 * rows + 1.0), squeeze=False
+        )
+        for z, ax in enumerate(axes.flat):
             ax.set_xticks([])
             ax.set_yticks([])
+            if z >= nz:
+                ax.set_visible(False)
+                continue
+            ax.imshow(grid[:, :, z], cmap=cmap, vmin=0, vmax=len(names) - 1)
+            ax.set_title(f"{inputs[2]}={task.inputs[inputs[2]][z]}", fontsize=8)
         axes[0][0].set_ylabel(f"{inputs[0]} (rows) × {inputs[1]} (cols)", fontsize=7)
     else:
         fig, ax = plt.subplots(figsize=(10, 1.6))
@@ -61,11 +68,11 @@ def plot_partition(partition, task, path: str | Path) -> Path:
         ax.set_yticks([])
         ax.set_xlabel("input index")
     handles = [plt.Rectangle((0, 0), 1, 1, color=cmap(k)) for k in range(len(names))]
-    fig.legend(handles, names, loc="lower center", ncol=min(len(names), 7), fontsize=7)
+    fig.legend(handles, names, loc="lower center", ncol=min(len(names), 4), fontsize=7)
     fig.suptitle(
         f"partition at floor {partition.floor} (strength {partition.strength})", fontsize=9
     )
-    fig.tight_layout(rect=(0, 0.12, 1, 0.92))
+    fig.tight_layout(rect=(0, 0.1, 1, 0.94))
     path = Path(path)
     fig.savefig(path, dpi=110)
     plt.close(fig)
