@@ -405,8 +405,12 @@ def run(
     design = design_of(spec, task.n_inputs)
     executor = make_executor(spec, network_dir, log, address)
     try:
+        mark = time.perf_counter()
         table, alignment_dirs = alignment_stage(ctx, models, executor)
+        ctx.timings["align_seconds"] = round(time.perf_counter() - mark, 2)
+        mark = time.perf_counter()
         successes = scoring_stage(ctx, models, design, alignment_dirs, executor)
+        ctx.timings["score_seconds"] = round(time.perf_counter() - mark, 2)
     finally:
         executor.close()
     data, iia_path = iia_stage(ctx, task, models, design, successes)
