@@ -22,6 +22,28 @@ from service.spec import JobSpec, SpecError
 Log = Callable[[str], None]
 
 
+class Progress:
+    """A progress bar on a terminal; in job logs (no terminal) a line every tenth of the way."""
+
+    def __init__(self, total: int, what: str, log: Log, every: int | None = None) -> None:
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=total, desc=what, disable=None, leave=False, dynamic_ncols=True)
+        self.total, self.what, self.log, self.done = total, what, log, 0
+        self.every = every or max(1, total // 10)
+
+    def step(self, detail: str = "") -> None:
+        self.done += 1
+        self.bar.update(1)
+        if detail:
+            self.bar.set_postfix_str(detail, refresh=False)
+        if self.bar.disable and (self.done % self.every == 0 or self.done == self.total):
+            self.log(f"{self.what}: {self.done}/{self.total} {detail}".rstrip())
+
+    def close(self) -> None:
+        self.bar.close()
+
+
 @dataclass
 class ShardJob:
     """Everything a worker needs to score one shard: plain data, so it crosses processes."""
@@ -263,6 +285,10 @@ class Worker:
         return str(out)
 
 
+def alignment_line(row: dict) -> str:
+    return f"{row['candidate']} held-out IIA {row['held_out_iia']:.3f}"
+
+
 class InProcessExecutor:
     """Runs alignment and scoring jobs one after another in this process."""
 
@@ -273,19 +299,19 @@ class InProcessExecutor:
 
     def align(self, jobs: list[AlignJob]) -> list[dict]:
         out = []
-        for k, job in enumerate(jobs, 1):
+        bar = Progress(len(jobs), "DAS alignments", self.log, every=1)
+        for job in jobs:
             out.append(self.worker.align(job))
-            self.log(
-                f"alignments: {k}/{len(jobs)} {out[-1]['candidate']} "
-                f"held-out IIA {out[-1]['held_out_iia']:.3f}"
-            )
+            bar.step(alignment_line(out[-1]))
+        bar.close()
         return out
 
     def score(self, jobs: list[ShardJob], design, alignment_dirs: list[str]) -> None:
-        for k, job in enumerate(jobs, 1):
+        bar = Progress(len(jobs), "IIA shards", self.log)
+        for job in jobs:
             self.worker.score(job, design, alignment_dirs[job.candidate_index])
-            if k % max(1, len(jobs) // 10) == 0 or k == len(jobs):
-                self.log(f"IIA shards: {k}/{len(jobs)}")
+            bar.step()
+        bar.close()
 
     def close(self) -> None:
         pass
@@ -364,13 +390,15 @@ def solve_stage(ctx: JobContext, data, log: Log):
         solver=s.solver,
         max_models=s.max_models,
     )
+    bar = Progress(len(set(s.floors)), "frontier", log, every=1)
     combined = Solver(time_limit=s.time_limit, **kwargs).frontier(
         data,
         s.floors,
-        progress=lambda p: log(
-            f"frontier: floor {p.floor} strength {p.strength} ({p.certificate.status})"
+        progress=lambda p: bar.step(
+            f"floor {p.floor} strength {p.strength} ({p.certificate.status})"
         ),
     )
+    bar.close()
     singles = {}
     single_limit = max(1.0, s.time_limit / max(1, len(combined.models)))
     for name in combined.models:

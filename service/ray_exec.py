@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from service.pipeline import AlignJob, Log, ShardJob, Worker
+from service.pipeline import AlignJob, Log, Progress, ShardJob, Worker, alignment_line
 from service.spec import JobSpec, SpecError
 
 WORKER_ENV = {"OMP_WAIT_POLICY": "PASSIVE", "NUMBA_NUM_THREADS": "1"}
@@ -64,14 +64,13 @@ class RayExecutor:
         out: list[dict | None] = [None] * len(refs)
         index = {ref: k for k, ref in enumerate(refs)}
         pending = list(refs)
+        bar = Progress(len(refs), "DAS alignments", self.log, every=1)
         while pending:
             done, pending = self.ray.wait(pending, num_returns=1)
             k = index[done[0]]
             out[k] = self.ray.get(done[0])
-            self.log(
-                f"alignments: {len(refs) - len(pending)}/{len(refs)} {out[k]['candidate']} "
-                f"held-out IIA {out[k]['held_out_iia']:.3f}"
-            )
+            bar.step(alignment_line(out[k]))
+        bar.close()
         return out
 
     def score(self, jobs: list[ShardJob], design, alignment_dirs: list[str]) -> None:
@@ -93,9 +92,10 @@ class RayExecutor:
             ),
             jobs,
         )
-        for k, _ in enumerate(results, 1):
-            if k % max(1, len(jobs) // 10) == 0 or k == len(jobs):
-                self.log(f"IIA shards: {k}/{len(jobs)}")
+        bar = Progress(len(jobs), "IIA shards", self.log)
+        for _ in results:
+            bar.step()
+        bar.close()
 
     def worker_pids(self) -> list[int]:
         return self.ray.get([a.pid.remote() for a in self.actors])
