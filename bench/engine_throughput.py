@@ -36,7 +36,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
 import importlib.metadata  # noqa: E402
-import logging  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -55,6 +54,7 @@ from intervention.network import (  # noqa: E402
     save_network,
     train_network,
 )
+from intervention.pyvene_bridge import pyvene_rotated  # noqa: E402
 from intervention.tasks import arithmetic  # noqa: E402
 from intervention.tokenizer import build_tokenizer, encode_fixed_length  # noqa: E402
 
@@ -88,35 +88,10 @@ def network(task, cache: Path):
 # -- the authors' approach: pyvene, one call per unordered pair --------------------------------
 
 
-def pyvene_intervenable(model, layer: int, length: int, rotation: torch.Tensor):
-    import pyvene as pv
-
-    logging.getLogger().setLevel(logging.ERROR)  # pyvene's use_fast warning
-    config = pv.IntervenableConfig(
-        {
-            "layer": layer,
-            "component": "block_output",
-            "low_rank_dimension": rotation.shape[1],
-            "unit": "pos",
-            "max_number_of_units": length,
-        },
-        intervention_types=pv.LowRankRotatedSpaceIntervention,
-        model_type=type(model),
-    )
-    intervenable = pv.IntervenableModel(config, model, use_fast=True)
-    intervenable.disable_model_gradients()
-    (intervention,) = intervenable.interventions.values()
-    if isinstance(intervention, tuple | list):
-        intervention = intervention[0]
-    torch.nn.utils.parametrize.remove_parametrizations(intervention.rotate_layer, "weight")
-    with torch.no_grad():
-        intervention.rotate_layer.weight.copy_(rotation)
-    return intervenable, importlib.metadata.version("pyvene")
-
-
 def authors_rate(model, ids, task, candidate, rotation, n_pairs: int, seed: int):
     """Ordered pairs per second of pyvene called once per unordered pair (2 directions)."""
-    intervenable, version = pyvene_intervenable(model, 0, ids.shape[1], rotation)
+    intervenable = pyvene_rotated(model, 0, ids.shape[1], rotation)
+    version = importlib.metadata.version("pyvene")
     rng = np.random.default_rng(seed)
     i = rng.integers(0, len(ids), n_pairs)
     j = (i + rng.integers(1, len(ids), n_pairs)) % len(ids)  # i != j

@@ -69,3 +69,25 @@ def random_pairwise(rng: np.random.Generator, n_models: int, n: int, p_one: floa
     )
     w = np.triu(w, 1)
     return w + w.transpose(0, 2, 1)
+
+
+@pytest.fixture(scope="session")
+def task_ids():
+    """The arithmetic task, its local tokenizer and the token ids of all 1000 prompts."""
+    from intervention.tasks import arithmetic
+    from intervention.tokenizer import build_tokenizer, encode_fixed_length
+
+    task = arithmetic()
+    prompts = task.prompts()
+    tokenizer = build_tokenizer(prompts)
+    return task, tokenizer, encode_fixed_length(tokenizer, prompts)
+
+
+@pytest.fixture(scope="session")
+def random_net(task_ids):
+    """A small untrained GPT-2 classifier for the task (3 blocks, 32 wide): oracle tests."""
+    from intervention.network import TrainSettings, build_network
+
+    task, tok, ids = task_ids
+    settings = TrainSettings(n_layer=3, n_embd=32, n_head=4, seed=1)
+    return build_network(settings, len(tok), ids.shape[1], len(task.classes), tok.pad_token_id)

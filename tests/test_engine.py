@@ -9,32 +9,13 @@ from intervention.das import Alignment, AlignmentError, DASSettings, train_align
 from intervention.engine import InterchangeEngine, Site, SiteError
 from intervention.network import (
     NetworkError,
-    TrainSettings,
-    build_network,
     load_network,
     require_accuracy,
     save_network,
     train_network,
 )
-from intervention.tasks import arithmetic
-from intervention.tokenizer import build_tokenizer, encode_fixed_length
 
 torch.set_num_threads(1)
-
-
-@pytest.fixture(scope="module")
-def task_ids():
-    task = arithmetic()
-    prompts = task.prompts()
-    tokenizer = build_tokenizer(prompts)
-    return task, tokenizer, encode_fixed_length(tokenizer, prompts)
-
-
-@pytest.fixture(scope="module")
-def random_net(task_ids):
-    task, tok, ids = task_ids
-    settings = TrainSettings(n_layer=3, n_embd=32, n_head=4, seed=1)
-    return build_network(settings, len(tok), ids.shape[1], len(task.classes), tok.pad_token_id)
 
 
 @pytest.fixture(scope="module")

@@ -16,60 +16,13 @@ import torch
 pv = pytest.importorskip("pyvene")
 
 from intervention.engine import InterchangeEngine, Site  # noqa: E402
-from intervention.network import TrainSettings, build_network  # noqa: E402
-from intervention.tasks import arithmetic  # noqa: E402
-from intervention.tokenizer import build_tokenizer, encode_fixed_length  # noqa: E402
+from intervention.pyvene_bridge import pyvene_rotated  # noqa: E402
 
 torch.set_num_threads(1)
 
 PAIRS = 400
 RANK = 8
 TOLERANCE = 1e-4
-
-
-@pytest.fixture(scope="module")
-def task_ids():
-    task = arithmetic()
-    prompts = task.prompts()
-    tokenizer = build_tokenizer(prompts)
-    return task, tokenizer, encode_fixed_length(tokenizer, prompts)
-
-
-@pytest.fixture(scope="module")
-def random_net(task_ids):
-    task, tok, ids = task_ids
-    settings = TrainSettings(n_layer=3, n_embd=32, n_head=4, seed=1)
-    return build_network(settings, len(tok), ids.shape[1], len(task.classes), tok.pad_token_id)
-
-
-def pyvene_rotated(model, layer: int, length: int, rotation: torch.Tensor):
-    """pyvene's low-rank rotated-space intervention at the residual stream after block
-    ``layer`` over all ``length`` positions, holding exactly ``rotation`` [dim, rank]."""
-    config = pv.IntervenableConfig(
-        {
-            "layer": layer,
-            "component": "block_output",
-            "low_rank_dimension": rotation.shape[1],
-            "unit": "pos",
-            "max_number_of_units": length,
-        },
-        intervention_types=pv.LowRankRotatedSpaceIntervention,
-        model_type=type(model),
-    )
-    intervenable = pv.IntervenableModel(config, model, use_fast=True)
-    intervenable.disable_model_gradients()
-    (intervention,) = intervenable.interventions.values()
-    if isinstance(intervention, tuple | list):  # older pyvene: (intervention, hook)
-        intervention = intervention[0]
-    rotate = intervention.rotate_layer
-    assert tuple(rotate.weight.shape) == tuple(rotation.shape)
-    # The rotate layer is orthogonally parametrised; drop the parametrisation so the weight
-    # is the given matrix bit for bit, not a re-orthogonalised copy of it.
-    torch.nn.utils.parametrize.remove_parametrizations(rotate, "weight")
-    with torch.no_grad():
-        rotate.weight.copy_(rotation)
-    assert torch.equal(rotate.weight, rotation)
-    return intervenable
 
 
 @pytest.mark.integration
