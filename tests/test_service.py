@@ -171,3 +171,17 @@ def test_ray_workers_killed_mid_scoring_change_nothing(tmp_path, network_dir):
     assert json.dumps(got["frontier"][0]["assignment"]) == json.dumps(
         expected["frontier"][0]["assignment"]
     )
+
+
+@pytest.mark.integration
+def test_more_gpus_than_the_cluster_has_is_an_error_not_a_hang(tmp_path, network_dir):
+    ray = pytest.importorskip("ray")
+    spec = _small(tmp_path, network_dir, mode="local-ray", gpus_per_worker=1)
+    started = time.time()
+    try:
+        with pytest.raises(SpecError, match="asks for 1 GPU per worker but the cluster has 0"):
+            run(spec, log=lambda s: None)
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+    assert time.time() - started < 120
