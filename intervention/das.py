@@ -116,13 +116,13 @@ def train_alignment(
     torch.manual_seed(settings.seed)
     layer = torch.nn.utils.parametrizations.orthogonal(
         torch.nn.Linear(engine.dim, settings.rank, bias=False)
-    )
+    ).to(engine.device)
     opt = torch.optim.Adam(layer.parameters(), lr=settings.lr)
     rng = np.random.default_rng(settings.seed)
     for step in range(settings.steps):
         b = rng.choice(train, settings.batch_size)
         s = rng.choice(train, settings.batch_size)
-        target = torch.as_tensor(cf_labels(b, s))
+        target = torch.as_tensor(cf_labels(b, s), device=engine.device)
         logits = engine.patched_logits(torch.as_tensor(b), torch.as_tensor(s), layer.weight.T)
         loss = torch.nn.functional.cross_entropy(logits, target)
         opt.zero_grad(set_to_none=True)
@@ -130,7 +130,7 @@ def train_alignment(
         opt.step()
         if log is not None and (step + 1) % 100 == 0:
             log(f"{candidate}: step {step + 1}, loss {loss.item():.4f}")
-    rotation = layer.weight.detach().T.contiguous()
+    rotation = layer.weight.detach().T.contiguous().cpu()
 
     def iia(pool: np.ndarray) -> float:
         if len(pool) < 2:

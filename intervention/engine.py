@@ -55,17 +55,19 @@ class InterchangeEngine:
                 f"distinct positions in 0..{length - 1}"
             )
         self.site = Site(site.layer, positions)
-        self.positions = torch.tensor(positions)
-        self.ids = ids
+        # Everything lives where the network does: a GPU actor keeps its cache on the GPU.
+        self.device = next(model.parameters()).device
+        self.positions = torch.tensor(positions, device=self.device)
+        self.ids = ids.to(self.device)
         self.batch_size = batch_size
         self.hidden = self.transformer.config.n_embd
         self.dim = len(positions) * self.hidden
-        self.cache = self._prefix(ids)
+        self.cache = self._prefix(self.ids)
 
     # -- the network split at the site ------------------------------------------------------
 
     def _positions_and_mask(self, h: torch.Tensor):
-        position_ids = torch.arange(h.shape[1]).unsqueeze(0)
+        position_ids = torch.arange(h.shape[1], device=h.device).unsqueeze(0)
         mask = create_causal_mask(
             config=self.transformer.config,
             inputs_embeds=h,
@@ -80,7 +82,8 @@ class InterchangeEngine:
         """Site activations [n, length, hidden] of every input, computed once."""
         chunks = []
         for batch in ids.split(self.batch_size):
-            h = self.transformer.wte(batch) + self.transformer.wpe(torch.arange(batch.shape[1]))
+            positions = torch.arange(batch.shape[1], device=self.device)
+            h = self.transformer.wte(batch) + self.transformer.wpe(positions)
             position_ids, mask = self._positions_and_mask(h)
             for block in self.transformer.h[: self.site.layer + 1]:
                 h = block(h, None, mask, position_ids=position_ids)
@@ -102,6 +105,7 @@ class InterchangeEngine:
     ) -> torch.Tensor:
         """Logits with the site of each base input patched towards its source inside the
         span of ``rotation`` [dim, rank] (orthonormal columns). Differentiable in ``rotation``."""
+        base, source = base.to(self.device), source.to(self.device)
         hb, hs = self.cache[base], self.cache[source]
         vb = hb[:, self.positions].reshape(len(base), self.dim)
         vs = hs[:, self.positions].reshape(len(base), self.dim)
@@ -125,7 +129,7 @@ class InterchangeEngine:
             stop = start + self.batch_size
             b = torch.as_tensor(base[start:stop])
             s = torch.as_tensor(source[start:stop])
-            pred = self.patched_logits(b, s, rotation).argmax(-1).numpy()
+            pred = self.patched_logits(b, s, rotation.to(self.device)).argmax(-1).cpu().numpy()
             out[start:stop] = pred == labels[start:stop]
         return out
 

@@ -219,6 +219,8 @@ class Worker:
         self.spec = JobSpec.model_validate_json(spec_json)
         self.task, self.models = build_task(self.spec)
         self.model, tokenizer = load_network(network_dir)
+        if torch.cuda.is_available():  # a GPU actor (num_gpus > 0) sees only its own device
+            self.model.to("cuda")
         self.ids = encode_fixed_length(tokenizer, self.task.prompts())
         self.engines: dict[int, object] = {}
         self.rotations: dict[str, object] = {}

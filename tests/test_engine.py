@@ -126,3 +126,19 @@ def test_trained_network_and_das_find_the_sum_at_the_embeddings(task_ids, traine
         Alignment.load(tmp_path / "align", "other-task", alignment.network_digest)
     with pytest.raises(AlignmentError, match="another network"):
         Alignment.load(tmp_path / "align", "arith", "0" * 16)
+
+
+@pytest.mark.gpu
+def test_engine_on_cuda_matches_cpu(task_ids, random_net):
+    import copy
+
+    _, _, ids = task_ids
+    cpu = InterchangeEngine(random_net, ids, Site(1))
+    gpu = InterchangeEngine(copy.deepcopy(random_net).to("cuda"), ids, Site(1))
+    rotation = torch.linalg.qr(torch.randn(cpu.dim, 8))[0]
+    base, source = torch.randint(0, 1000, (512,)), torch.randint(0, 1000, (512,))
+    a = cpu.patched_logits(base, source, rotation)
+    b = gpu.patched_logits(base, source, rotation.to("cuda")).cpu()
+    assert (a - b).abs().max().item() <= 1e-4
+    labels = a.argmax(-1).numpy()
+    assert gpu.successes(base.numpy(), source.numpy(), rotation, labels).mean() > 0.99
