@@ -167,6 +167,7 @@ def network_stage(ctx: JobContext, task):
         meta = where / "accuracy.json"
         if meta.exists():
             model, tokenizer = load_network(where)
+            ids = encode_fixed_length(tokenizer, prompts)
             acc = json.loads(meta.read_text())["accuracy"]
             ctx.log(f"network: reused {where} (accuracy {acc:.4f})")
         else:
@@ -182,7 +183,6 @@ def network_stage(ctx: JobContext, task):
             meta.write_text(json.dumps({"accuracy": acc, "seconds": trained.seconds}) + "\n")
             ctx.log(f"network: accuracy {acc:.4f} after {trained.epochs_run} epochs")
     require_accuracy(acc, spec.network.accuracy_floor)
-    ids = encode_fixed_length(tokenizer, prompts)
     return model, tokenizer, ids, acc, where
 
 
