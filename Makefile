@@ -2,6 +2,10 @@
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
+# The index torch 2.13.0 comes from. Empty: pip's configured index, which serves its default
+# build (CUDA on Linux from PyPI; the CPU wheel where a local one is configured). For the CPU
+# build elsewhere: make setup TORCH_INDEX=https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?=
 # Shared 2-core machines: OpenMP spin-waiting makes torch 10-20x slower under load.
 export OMP_WAIT_POLICY := PASSIVE
 export NUMBA_NUM_THREADS ?= 1
@@ -12,8 +16,8 @@ setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	# torch first: the pinned CPU build; the project's torch range then installs nothing more.
-	$(BIN)/pip install --quiet torch==2.13.0
+	# torch first, pinned; the project's torch range then installs nothing more.
+	$(BIN)/pip install --quiet torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/pip install --quiet -e '.[test,pyvene]'
 	touch $@
 
