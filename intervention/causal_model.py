@@ -10,19 +10,40 @@ inputs, so counterfactual labels for a million (base, source) pairs cost millise
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable, Mapping, Sequence
 
 import networkx as nx
 import numpy as np
 
-from intervention.expressions import Expression
+from intervention.expressions import Expression, ExpressionError, kind_of
 
 Mechanism = str | Expression | Callable[..., np.ndarray]
-MAX_CHECKED_INPUTS = 1_000_000  # input spaces up to this size are run through on construction
+# The most inputs a task enumerates: every stage holds arrays over them (and over pairs of
+# them), so a larger space is refused before its product is built, not met as a MemoryError.
+MAX_INPUTS = 1_000_000
+MAX_CHECKED_INPUTS = MAX_INPUTS  # input spaces up to this size are run through on construction
 
 
 class CausalModelError(ValueError):
     """A malformed causal model; the message says exactly what is wrong."""
+
+
+def count_inputs(domains: Mapping[str, Sequence]) -> int:
+    """The number of inputs (the product of the domain sizes), in exact integer arithmetic."""
+    return math.prod(len(d) for d in domains.values())
+
+
+def require_enumerable(domains: Mapping[str, Sequence], what: str) -> int:
+    """The number of inputs, refusing a space larger than MAX_INPUTS before anything is built."""
+    n = count_inputs(domains)
+    if n > MAX_INPUTS:
+        sizes = " x ".join(f"{len(d)} ({v})" for v, d in domains.items())
+        raise CausalModelError(
+            f"{what}: the input space has {sizes} = {n:,} inputs, more than the limit of "
+            f"{MAX_INPUTS:,} that are enumerated; use fewer input variables or smaller domains"
+        )
+    return n
 
 
 class CausalModel:
@@ -53,10 +74,12 @@ class CausalModel:
             raise CausalModelError("a causal model needs a non-empty name")
         self.name = str(name)
         self.graph = nx.DiGraph(name=self.name)
+        kinds: dict[str, str | None] = {}
         for var, domain in inputs.items():
             values = tuple(domain)
             if not values:
                 raise CausalModelError(f"{self.name}: input {var!r} has an empty domain")
+            kinds[var] = self._domain_kind(var, values)
             self.graph.add_node(var, kind="input", domain=values, mechanism=None)
         overlap = sorted(set(inputs) & set(mechanisms))
         if overlap:
@@ -88,6 +111,7 @@ class CausalModel:
         self.graph.nodes[self.output]["kind"] = "output"
         self.order = [v for v in nx.topological_sort(self.graph) if v not in inputs]
         self.inputs = tuple(inputs)
+        self._check_kinds(kinds, domains)
         self._check_domains()
 
     # -- construction checks ----------------------------------------------------------------
@@ -159,17 +183,52 @@ class CausalModel:
             )
         return output
 
+    def _domain_kind(self, var: str, values: tuple) -> str:
+        # numpy would turn a mix such as [1, "a"] into strings without a word: refuse it here.
+        try:
+            kind = kind_of(values)
+        except ExpressionError as exc:
+            raise CausalModelError(f"{self.name}: the domain of {var!r}: {exc}") from None
+        if len(set(values)) != len(values):
+            repeated = sorted({repr(v) for v in values if values.count(v) > 1})
+            raise CausalModelError(
+                f"{self.name}: the domain of {var!r} repeats {', '.join(repeated)}; list each "
+                "value once"
+            )
+        return kind
+
+    def _check_kinds(self, kinds: dict[str, str | None], domains: Mapping[str, Sequence]) -> None:
+        """Every expression is applied only to kinds it supports (no arithmetic on strings, no
+        string compared with a number), whatever inputs it later runs on."""
+        for var in self.order:
+            mech = self.graph.nodes[var]["mechanism"]
+            if isinstance(mech, Expression):
+                try:
+                    kinds[var] = mech.kind(kinds)
+                except ExpressionError as exc:
+                    raise CausalModelError(
+                        f"{self.name}: the mechanism of {var!r}: {exc}"
+                    ) from None
+            elif var in domains:  # a callable with a declared domain: its kind is the domain's
+                kinds[var] = self._domain_kind(var, tuple(domains[var]))
+            else:
+                kinds[var] = None
+
     def _check_domains(self) -> None:
-        sizes = [len(self.graph.nodes[v]["domain"]) for v in self.inputs]
-        if int(np.prod(sizes, dtype=np.int64)) <= MAX_CHECKED_INPUTS:
+        if count_inputs(self._domains()) <= MAX_CHECKED_INPUTS:
             self.run(self.input_space())
+
+    def _domains(self) -> dict[str, tuple]:
+        return {v: self.graph.nodes[v]["domain"] for v in self.inputs}
 
     # -- running ----------------------------------------------------------------------------
 
     def input_space(self) -> dict[str, np.ndarray]:
-        """Every combination of input values, the last input varying fastest."""
-        domains = [self.graph.nodes[v]["domain"] for v in self.inputs]
-        rows = np.array(list(itertools.product(*domains)), dtype=object)
+        """Every combination of input values, the last input varying fastest; a space of more
+        than MAX_INPUTS is refused before it is built."""
+        domains = self._domains()
+        require_enumerable(domains, self.name)
+        rows = np.array(list(itertools.product(*domains.values())), dtype=object)
         return {v: np.array(rows[:, k].tolist()) for k, v in enumerate(self.inputs)}
 
     def parents(self, var: str) -> list[str]:
@@ -193,8 +252,12 @@ class CausalModel:
                 continue
             mech = self.graph.nodes[var]["mechanism"]
             env = {p: values[p] for p in self.graph.predecessors(var)}
+            try:
+                raw = mech(env) if isinstance(mech, Expression) else mech(**env)
+            except ExpressionError as exc:  # division by zero, overflow: say where
+                raise CausalModelError(f"{self.name}: computing {var!r}: {exc}") from None
             out = np.broadcast_to(
-                np.asarray(mech(env) if isinstance(mech, Expression) else mech(**env)),
+                np.asarray(raw),
                 np.broadcast_shapes(*(np.shape(x) for x in env.values())) if env else (),
             )
             domain = self.graph.nodes[var]["domain"]

@@ -12,7 +12,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from intervention.causal_model import CausalModel
+from intervention.causal_model import CausalModel, CausalModelError, require_enumerable
+
+# Combinations of (base input, intervened value) checked when a custom task is built, so that a
+# counterfactual that divides by zero or leaves the classes is refused before any training.
+MAX_CHECKED_COUNTERFACTUALS = 4_000_000
 
 
 @dataclass(frozen=True)
@@ -62,7 +66,11 @@ class Task:
         flat = [lookup.get(x) for x in np.asarray(outputs).ravel().tolist()]
         if any(k is None for k in flat):
             bad = next(x for x, k in zip(np.asarray(outputs).ravel().tolist(), flat) if k is None)
-            raise ValueError(f"task {self.name}: output {bad!r} is not one of its classes")
+            raise ValueError(
+                f"task {self.name}: output {bad!r} is not one of its classes "
+                f"{list(self.classes)}; add it to the classes (task.custom.classes in a spec), "
+                "or leave them out to take them from the task's outputs"
+            )
         return np.asarray(flat, dtype=np.int64).reshape(np.shape(outputs))
 
     def labels(self) -> np.ndarray:
@@ -80,10 +88,13 @@ class Task:
         return self.label_index(out)
 
 
+ARITHMETIC_INPUTS = {"X": tuple(range(1, 11)), "Y": tuple(range(1, 11)), "Z": tuple(range(1, 11))}
+BOOLEAN_INPUTS = {v: (True, False) for v in ("X", "Y", "OP1", "OP2", "OP3", "B")}
+
+
 def arithmetic() -> Task:
     """`X+Y+Z=` with X, Y, Z in 1..10: 1000 inputs, 28 classes (the sums 3..30)."""
-    digits = tuple(range(1, 11))
-    inputs = {"X": digits, "Y": digits, "Z": digits}
+    inputs = ARITHMETIC_INPUTS
     shapes = {
         "(X+Y)+Z": ("X + Y", "P + Z"),
         "(X+Z)+Y": ("X + Z", "P + Y"),
@@ -119,8 +130,7 @@ def _combine(b: str, left: str, right: str) -> str:
 def boolean() -> Task:
     """`Op1(Op2(X) B Op3(Y))=` with X, Y in {True, False}, Op in {Not, I}, B in {And, Or}:
     64 inputs, 2 classes; twelve one-intermediate candidates and the fallback O."""
-    tf = (True, False)
-    inputs = {"X": tf, "Y": tf, "OP1": tf, "OP2": tf, "OP3": tf, "B": tf}
+    inputs = BOOLEAN_INPUTS
     q = _combine("B", _X2, _Y3)
     full = f"xor(OP1, {q})"
     v, w, b_flip = f"xor(OP1, {_X2})", f"xor(OP1, {_Y3})", "xor(B, OP1)"
@@ -154,6 +164,11 @@ def boolean() -> Task:
 
 
 BUILT_IN: dict[str, Callable[[], Task]] = {"arithmetic": arithmetic, "boolean": boolean}
+# Their input domains without building them: the spec counts inputs from these.
+BUILT_IN_INPUTS: dict[str, Mapping[str, tuple]] = {
+    "arithmetic": ARITHMETIC_INPUTS,
+    "boolean": BOOLEAN_INPUTS,
+}
 
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z_0-9]*)\}")
@@ -184,8 +199,23 @@ def custom_task(
 ) -> Task:
     """A task from a spec: input variables with finite domains, a prompt template with {Name}
     placeholders, the output mechanism (an expression over the inputs) and candidates, each a
-    mapping {"P": expression, "O": expression}; the fallback computes P = the output, O = P."""
+    mapping {"P": expression, "O": expression}; the fallback computes P = the output, O = P.
+
+    Refused before anything is built: more than MAX_INPUTS inputs, or fewer than 2. Refused once
+    built: a candidate that disagrees with the output, an output outside ``classes``, and (for
+    spaces up to MAX_CHECKED_COUNTERFACTUALS combinations) a counterfactual that cannot be
+    computed or labelled, so that it fails here and not in the middle of scoring."""
     domains = {v: tuple(d) for v, d in inputs.items()}
+    if not domains:
+        raise ValueError(f"task {name}: give at least one input variable")
+    n = require_enumerable(domains, f"task {name}")
+    if n < 2:
+        raise ValueError(
+            f"task {name}: the input space has {n} input; interchange pairs need at least 2 "
+            "(give an input variable more than one value)"
+        )
+    if classes is not None and len(set(classes)) != len(classes):
+        raise ValueError(f"task {name}: classes {list(classes)} repeat a value; list each once")
     render = _renderer(template, domains)
     models = []
     for cand_name, mechanisms in candidates.items():
@@ -208,4 +238,40 @@ def custom_task(
                 f"candidate {model.name!r} disagrees with the task's output on input "
                 f"{task.prompts()[i]!r}: without an intervention a candidate must compute the task"
             )
+    task.labels()  # an output outside explicit classes is named here, not during training
+    for model in models:
+        _check_counterfactuals(task, model)
     return task
+
+
+def _check_counterfactuals(task: Task, model: CausalModel) -> None:
+    """Run ``model`` on every input with the intervened variable set to each value it takes on
+    some input: the counterfactuals any pair design can ask for."""
+    on_all = model.run(task.values)[task.intervened]
+    seen = np.unique(on_all)
+    n = task.n_inputs
+    if n * len(seen) > MAX_CHECKED_COUNTERFACTUALS:
+        return  # too many to run here; scoring still names any failing pair
+    base = np.repeat(np.arange(n), len(seen))
+    fixed = np.tile(seen, n)
+    base_values = {v: x[base] for v, x in task.values.items()}
+    try:
+        out = model.run(base_values, fixed={task.intervened: fixed})[model.output]
+    except CausalModelError as exc:
+        raise CausalModelError(
+            f"candidate {model.name!r}, with {task.intervened} set to its value on another "
+            f"input (an interchange): {exc}"
+        ) from None
+    inside = np.isin(out, np.asarray(task.classes))
+    if not inside.all():
+        k = int(np.argmin(inside))
+        raise ValueError(
+            f"candidate {model.name!r}: with {task.intervened} set to {fixed[k].item()!r} (its "
+            f"value on another input), its output on input {task.render(_row(task, base[k]))!r} "
+            f"is {out[k].item()!r}, which is not one of the task's classes {list(task.classes)}; "
+            "add it to the classes or change the candidate"
+        )
+
+
+def _row(task: Task, i: int) -> dict[str, object]:
+    return {v: task.values[v][i].item() for v in task.inputs}
