@@ -4,7 +4,8 @@ A pair design lists ordered (base, source) pairs; the engine scores them in shar
 pair indices) whose results depend only on their pairs, so any worker may run any shard and a
 retried shard gives the same bytes. Successes then fold into:
 - the pairwise tensor: w[m, i, j] = ½(s(i, j) + s(j, i)) over all ordered pairs;
-- the per-input matrix: a[i, m] = mean of w over k sampled partners of i, with the counts.
+- the per-input matrix: a[i, m] = mean of w over the sampled pairs that hold i, at either end,
+  with the counts (how many such pairs each input has).
 """
 
 from __future__ import annotations
@@ -15,6 +16,39 @@ from dataclasses import dataclass
 import numpy as np
 
 from solver import PairwiseIIA, PerInputIIA
+
+# The all-pairs design keeps an n x n grid per model (and scores n(n-1) pairs): beyond this many
+# inputs that is gigabytes, so larger tasks sample partners instead.
+MAX_ALL_PAIRS_INPUTS = 4096
+# Ordered pairs scored per model; the design's index arrays alone take 16 bytes a pair.
+MAX_PAIRS = 50_000_000
+
+
+class DesignError(ValueError):
+    """A pair design too large to hold or not possible for the task; the message says which."""
+
+
+def all_pairs_problem(n: int) -> str | None:
+    """Why the all-pairs design cannot serve ``n`` inputs, or None when it can."""
+    if n > MAX_ALL_PAIRS_INPUTS:
+        return (
+            f"the all-pairs design scores n(n-1) = {n * (n - 1):,} pairs and keeps an n x n grid "
+            f"per model; {n:,} inputs is more than its limit of {MAX_ALL_PAIRS_INPUTS:,}: "
+            "sample partners instead (pairs.design = 'sampled', pairs.partners = k)"
+        )
+    return None
+
+
+def sampled_problem(n: int, k: int) -> str | None:
+    """Why ``k`` sampled partners per input cannot serve ``n`` inputs, or None when they can."""
+    if not 1 <= k <= n - 1:
+        return f"partners per input must be in 1..{n - 1} for {n:,} inputs, got {k}"
+    if 2 * n * k > MAX_PAIRS:
+        return (
+            f"{k} partners for each of {n:,} inputs are {2 * n * k:,} ordered pairs, more than "
+            f"the limit of {MAX_PAIRS:,} per model: use at most {MAX_PAIRS // (2 * n)} partners"
+        )
+    return None
 
 
 @dataclass(frozen=True)
@@ -29,6 +63,9 @@ class PairDesign:
 
     @classmethod
     def all_pairs(cls, n: int) -> PairDesign:
+        problem = all_pairs_problem(n)
+        if problem:
+            raise DesignError(problem)
         base, source = np.divmod(np.arange(n * n, dtype=np.int64), n)
         keep = base != source  # w(i, i) does not exist
         return cls(n, base[keep], source[keep])
@@ -36,8 +73,9 @@ class PairDesign:
     @classmethod
     def sampled(cls, n: int, k: int, seed: int) -> PairDesign:
         """k distinct partners j ≠ i per input i, each pair scored in both directions."""
-        if not 1 <= k <= n - 1:
-            raise ValueError(f"partners per input must be in 1..{n - 1}, got {k}")
+        problem = sampled_problem(n, k)
+        if problem:
+            raise DesignError(problem)
         rng = np.random.default_rng(seed)
         # Draw from 0..n-2 and skip i itself: uniform over the other inputs, no repeats.
         draws = np.stack([rng.choice(n - 1, size=k, replace=False) for _ in range(n)])
@@ -75,17 +113,26 @@ def pairwise_from_successes(
 def per_input_from_successes(
     design: PairDesign, successes: Sequence[np.ndarray], models: Sequence[str], fallback: str | None
 ) -> PerInputIIA:
-    """a[i, m] = mean over i's partners j of ½(s(i, j) + s(j, i)), with the partner counts."""
+    """a[i, m] = mean of w(i, j) = ½(s(i, j) + s(j, i)) over the distinct partners j that i is
+    paired with in the design, at either end: the pairs i drew and the pairs that drew i. So an
+    input drawn often as a partner is measured on more pairs, not fewer; ``counts[i, m]`` holds
+    how many (at least k). A pair drawn from both ends counts once."""
     n = design.n_inputs
     if design.partners is None:  # all pairs: the row means of the tensor
         return pairwise_from_successes(design, successes, models, fallback).to_per_input()
     k = design.partners
     half = n * k  # first half: (i, j); second half: (j, i) in the same order
+    i, j = design.base[:half], design.source[:half]
+    # One row per unordered pair {i, j}, however many times (and from which end) it was drawn.
+    lo, hi = np.minimum(i, j), np.maximum(i, j)
+    _, first = np.unique(lo * n + hi, return_index=True)
+    a, b = lo[first], hi[first]
+    counts = np.bincount(a, minlength=n) + np.bincount(b, minlength=n)
     iia = np.zeros((n, len(models)))
     for m, s in enumerate(successes):
-        w = (s[:half].astype(float) + s[half:]) / 2
-        iia[:, m] = w.reshape(n, k).mean(axis=1)
-    counts = np.full(iia.shape, k, dtype=np.int64)
+        w = (s[:half].astype(float) + s[half:])[first] / 2
+        iia[:, m] = (np.bincount(a, w, minlength=n) + np.bincount(b, w, minlength=n)) / counts
+    counts = np.repeat(counts[:, None], len(models), axis=1).astype(np.int64)
     return PerInputIIA(iia, tuple(models), counts, fallback)
 
 

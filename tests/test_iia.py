@@ -49,6 +49,39 @@ def test_fold_successes_into_pairwise_and_per_input():
     sampled = PairDesign.sampled(n, 2, seed=1)
     s2 = success[sampled.base, sampled.source]
     a = per_input_from_successes(sampled, [s2], ["m"], None)
-    partners = sampled.source[: n * 2].reshape(n, 2)
-    manual = [np.mean([w[i, j] for j in partners[i]]) for i in range(n)]
-    assert np.allclose(a.iia[:, 0], manual) and np.all(a.counts == 2)
+    # Every input is measured on the distinct partners it meets at either end of a pair.
+    drawn = zip(sampled.base[: n * 2].tolist(), sampled.source[: n * 2].tolist())
+    met = {i: set() for i in range(n)}
+    for i, j in drawn:
+        met[i].add(j)
+        met[j].add(i)
+    manual = [np.mean([w[i, j] for j in sorted(met[i])]) for i in range(n)]
+    assert np.allclose(a.iia[:, 0], manual)
+    assert a.counts[:, 0].tolist() == [len(met[i]) for i in range(n)]
+    assert np.all(a.counts >= 2) and a.counts.sum() > 2 * n  # some inputs were also drawn
+
+
+@pytest.mark.unit
+def test_per_input_counts_both_ends_of_each_sampled_pair():
+    # Four inputs, one partner each: 0 draws 1, 1 draws 0, 2 draws 3, 3 draws 0. Unordered
+    # pairs: {0, 1} (drawn from both ends, counted once), {2, 3}, {0, 3}.
+    base = np.array([0, 1, 2, 3])
+    source = np.array([1, 0, 3, 0])
+    design = PairDesign(4, np.concatenate([base, source]), np.concatenate([source, base]), 1, 0)
+    # s(b, s) for the first half (base, source), then the same pairs reversed.
+    forward = np.array([True, False, True, False])  # s(0,1), s(1,0), s(2,3), s(3,0)
+    backward = np.array([False, True, True, False])  # s(1,0), s(0,1), s(3,2), s(0,3)
+    data = per_input_from_successes(design, [np.concatenate([forward, backward])], ["m"], None)
+    # w{0,1} = 0.5, w{2,3} = 1, w{0,3} = 0. Input 3 drew 0 (w 0) and was drawn by 2 (w 1).
+    assert data.iia[:, 0].tolist() == [0.25, 0.5, 1.0, 0.5]
+    assert data.counts[:, 0].tolist() == [2, 1, 1, 2]
+
+
+@pytest.mark.unit
+def test_designs_beyond_their_limits_are_refused_before_they_are_built():
+    from intervention.iia import MAX_ALL_PAIRS_INPUTS, MAX_PAIRS, DesignError
+
+    with pytest.raises(DesignError, match=f"limit of {MAX_ALL_PAIRS_INPUTS:,}.*design = 'sampled'"):
+        PairDesign.all_pairs(1_000_000)  # a trillion pairs
+    with pytest.raises(DesignError, match=f"more than the limit of {MAX_PAIRS:,}.*at most 25 "):
+        PairDesign.sampled(1_000_000, 1000, seed=0)
