@@ -4,17 +4,22 @@ network output the candidate's counterfactual label."""
 
 from __future__ import annotations
 
-import hashlib
 import json
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load, save
 
+from intervention.digest import digest  # noqa: F401  (bench imports it from here)
 from intervention.engine import InterchangeEngine, Site
+from intervention.network import network_digest
+
+ROTATION_FILE = "rotation.safetensors"
+META_FILE = "alignment.json"
 
 
 class AlignmentError(ValueError):
@@ -44,47 +49,57 @@ class Alignment:
     held_out_iia: float
     seconds: float
 
-    def save(self, path: str | Path) -> None:
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        save_file({"rotation": self.rotation.contiguous()}, str(path / "rotation.safetensors"))
+    def to_files(self) -> dict[str, bytes]:
+        """The alignment as the files that hold it: the rotation (safetensors) and its metadata
+        (JSON). Whoever stores them decides where and how (the service writes them atomically
+        and records their checksums)."""
         meta = asdict(self)
         meta.pop("rotation")
         meta["site"] = {"layer": self.site.layer, "positions": list(self.site.positions or [])}
-        (path / "alignment.json").write_text(json.dumps(meta, indent=1) + "\n")
+        return {
+            ROTATION_FILE: save({"rotation": self.rotation.contiguous()}),
+            META_FILE: (json.dumps(meta, indent=1) + "\n").encode(),
+        }
 
     @classmethod
-    def load(cls, path: str | Path, task_digest: str, network_digest: str) -> Alignment:
-        path = Path(path)
-        meta = json.loads((path / "alignment.json").read_text())
+    def from_files(
+        cls, files: dict[str, bytes], task_digest: str, network_digest: str
+    ) -> Alignment:
+        """The alignment from its two files' bytes; refuses one trained for another task or
+        network."""
+        meta = json.loads(files[META_FILE])
         for what, saved, given in (
             ("task", meta["task_digest"], task_digest),
             ("network", meta["network_digest"], network_digest),
         ):
             if saved != given:
                 raise AlignmentError(
-                    f"the alignment in {path} was trained for another {what} (digest {saved}, "
-                    f"this one is {given}); retrain it for this {what}"
+                    f"the alignment was trained for another {what} (digest {saved}, this one is "
+                    f"{given}); retrain it for this {what}"
                 )
-        rotation = load_file(str(path / "rotation.safetensors"))["rotation"]
+        rotation = load(files[ROTATION_FILE])["rotation"]
         site = Site(meta["site"]["layer"], tuple(meta["site"]["positions"]) or None)
         meta.update(site=site, rotation=rotation)
         return cls(**meta)
 
+    def save(self, path: str | Path) -> None:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        for name, data in self.to_files().items():
+            # Whole or absent: a temp file beside the target, then a rename (which also
+            # replaces a link rather than writing through it).
+            tmp = path / f".{name}.tmp{os.getpid()}"
+            tmp.write_bytes(data)
+            os.replace(tmp, path / name)
 
-def digest(*parts: object) -> str:
-    """A short stable digest of JSON-able parts (tensors by their bytes)."""
-    h = hashlib.sha256()
-    for part in parts:
-        if isinstance(part, torch.Tensor):
-            h.update(part.detach().cpu().contiguous().numpy().tobytes())
-        else:
-            h.update(json.dumps(part, sort_keys=True, default=str).encode())
-    return h.hexdigest()[:16]
-
-
-def network_digest(model) -> str:
-    return digest(*[p for _, p in sorted(model.state_dict().items())])
+    @classmethod
+    def load(cls, path: str | Path, task_digest: str, network_digest: str) -> Alignment:
+        path = Path(path)
+        files = {name: (path / name).read_bytes() for name in (ROTATION_FILE, META_FILE)}
+        try:
+            return cls.from_files(files, task_digest, network_digest)
+        except AlignmentError as exc:
+            raise AlignmentError(f"{path}: {exc}") from None
 
 
 def split_inputs(n: int, held_out: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -134,6 +134,25 @@ def require_accuracy(acc: float, floor: float = DEFAULT_ACCURACY_FLOOR) -> None:
         )
 
 
+# Config entries that name where or by which library version a network was saved: they do not
+# change what it computes, so they stay out of its digest.
+_NOT_CONTENT = ("transformers_version", "_name_or_path", "torch_dtype", "dtype")
+
+
+def network_digest(model: PreTrainedModel) -> str:
+    """The digest of what a network computes: its architecture (config) and every weight. Two
+    copies of one network agree wherever they were loaded from; any changed weight differs."""
+    import json
+
+    from intervention.digest import digest
+
+    # Through JSON: the config's own serialisation, with string keys (id2label has int keys).
+    saved = json.loads(model.config.to_json_string(use_diff=False))
+    config = {k: v for k, v in saved.items() if k not in _NOT_CONTENT}
+    state = sorted(model.state_dict().items())
+    return digest(config, [name for name, _ in state], *[t for _, t in state])
+
+
 def save_network(model: PreTrainedModel, tokenizer, path: str | Path) -> Path:
     path = Path(path)
     model.save_pretrained(path, safe_serialization=True)
@@ -146,7 +165,7 @@ def load_network(name_or_path: str | Path):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     local = Path(name_or_path)
-    if not local.exists() and str(name_or_path).startswith((".", "/")):
+    if not local.exists() and str(name_or_path).startswith((".", "/", "~")):
         raise NetworkError(f"no network directory at {local}")
     try:
         model = AutoModelForSequenceClassification.from_pretrained(str(name_or_path))

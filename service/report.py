@@ -18,7 +18,8 @@ def build_report(
     task,
     site_descriptions: list[str],
 ) -> dict:
-    """Everything a reader needs, as plain JSON-able data."""
+    """Everything a reader needs, as plain JSON-able data. The fallback is named (it takes
+    the inputs no candidate explains); it has no IIA of its own here, since none is used."""
     values = task.values
     frontier = []
     for p in combined.results:
@@ -40,7 +41,7 @@ def build_report(
         "semantics": combined.semantics,
         "floor_scope": combined.floor_scope,
         "models": list(combined.models),
-        "fallback": combined.fallback,
+        "fallback": task.fallback.name,
         "frontier": frontier,
         "singles": {
             name: [
@@ -52,17 +53,23 @@ def build_report(
     }
 
 
-def write_report(report: dict, combined: Frontier, singles, task, out_dir: Path) -> list[Path]:
+def write_report(report: dict, combined: Frontier, singles, task, store) -> list[Path]:
+    """``report.json``, ``frontier.png`` and ``partition.png``, each written whole through the
+    job's results folder (``service.artifacts.ResultsFolder``): checksummed, never through a
+    link."""
     from service.plots import plot_frontier, plot_partition
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [out_dir / "report.json", out_dir / "frontier.png", out_dir / "partition.png"]
-    paths[0].write_text(json.dumps(report, indent=1) + "\n")
-    plot_frontier(combined, singles, paths[1], task.n_inputs)
     # The map shows the strongest partition that still meets the highest floor with a
     # non-trivial cell: the first result with any candidate cell, else the last.
     chosen = next((p for p in combined.results if p.strength > 0), combined.results[-1])
-    plot_partition(chosen, task, paths[2])
+    paths = [
+        store.write_text("report.json", json.dumps(report, indent=1) + "\n"),
+        store.write_with(
+            "frontier.png", lambda p: plot_frontier(combined, singles, p, task.n_inputs)
+        ),
+        store.write_with("partition.png", lambda p: plot_partition(chosen, task, p)),
+    ]
+    store.flush()
     return paths
 
 

@@ -1,0 +1,61 @@
+"""The task of a job spec: the built-in or custom task, the candidates to align, the pairs."""
+
+from __future__ import annotations
+
+from service.spec import JobSpec, SpecError
+
+
+def build_task(spec: JobSpec):
+    """The task, and the candidates to align and score, in the spec's order.
+
+    The fallback is neither aligned nor scored: it takes the inputs no candidate explains, its
+    IIA never enters a solve (``solver`` sets it aside), and the report names it only."""
+    from intervention.tasks import BUILT_IN, custom_task
+
+    if spec.task.builtin is not None:
+        task = BUILT_IN[spec.task.builtin]()
+        names = [m.name for m in task.candidates]
+        chosen = names if spec.candidates is None else list(spec.candidates)
+        unknown = [c for c in chosen if c not in names]
+        if unknown:
+            raise SpecError(
+                f"candidates {unknown} are not candidates of the {task.name} task; it has {names}"
+            )
+        fallback = spec.fallback or task.fallback.name
+        if fallback != task.fallback.name:
+            raise SpecError(
+                f"fallback {fallback!r} is not the {task.name} task's fallback "
+                f"{task.fallback.name!r}"
+            )
+        return task, [m for m in task.candidates if m.name in chosen]
+    c = spec.task.custom
+    cands = {name: {"P": cs.P, "O": cs.O} for name, cs in spec.candidates.items()}
+    try:
+        task = custom_task(
+            spec.name,
+            c.inputs,
+            c.template,
+            c.output,
+            cands,
+            fallback=spec.fallback or "output",
+            classes=c.classes,
+        )
+    except ValueError as exc:
+        raise SpecError(f"task.custom / candidates: {exc}") from None
+    return task, list(task.candidates)
+
+
+def design_of(spec: JobSpec, n: int):
+    """The pair design of the spec over a task of ``n`` inputs."""
+    from intervention.iia import PairDesign
+
+    if spec.pairs.design == "all":
+        return PairDesign.all_pairs(n)
+    if spec.pairs.partners > n - 1:
+        raise SpecError(f"pairs.partners = {spec.pairs.partners} but the task has {n} inputs")
+    return PairDesign.sampled(n, spec.pairs.partners, spec.pairs.seed)
+
+
+def design_content(design) -> dict:
+    """A design as its key reads it: which pairs, in which order."""
+    return {"n": design.n_inputs, "partners": design.partners, "seed": design.seed}
