@@ -14,12 +14,13 @@ import numpy as np
 
 from solver.certificate import Certificate
 from solver.data import IIADataError, PairwiseIIA, PerInputIIA
+from solver.feasibility import SCOPES, SEMANTICS
 from solver.greedy import greedy_partition, greedy_per_input
 from solver.result import Frontier, Partition
-from solver.verify import check_partition
+from solver.verify import check_partition, screen_start
 
-SEMANTICS = ("pairwise", "per-input")
-SCOPES = ("per-model", "global")
+__all__ = ["METHODS", "SCOPES", "SEMANTICS", "Solver", "SolverConfigError", "frontier", "solve"]
+
 METHODS = ("greedy", "ilp", "auto")
 DEFAULT_TIME_LIMIT = 30.0  # seconds per floor for `auto` when none is given
 EXACT_MAX_INPUTS = 100  # pairwise instances this small also get the exact program in `auto`
@@ -58,9 +59,15 @@ class Solver:
     method : "greedy" (the authors' algorithm), "ilp" (an integer program through the named
         solver) or "auto" (the best this package can do within the time limit).
     solver : "highs" (default, via highspy), "cbc" (bundled with PuLP) or any PuLP solver name.
-    time_limit : seconds per floor; None means no limit for "ilp" and 30 s for "auto".
+    time_limit : seconds per floor, a cap; None means no limit for "ilp" and 30 s for "auto".
     max_models, min_cell : per-input only: at most K models used, at least c inputs per cell.
     seed : seeds the randomised searches, so a run can be repeated.
+    budget : the deterministic work limit of "auto" per floor: annealing moves of the local
+        search (pairwise), branch-and-bound nodes of each MILP phase (per-input). None: a
+        default from the instance's size (pairwise: two annealing cycles, 2000·n·(M + 1)
+        moves each; per-input: 5000 nodes), never from the clock. The same seed and budget
+        give the same partition on any machine unless the time limit cuts the work short,
+        which the certificate reports (``capped``, and the note says where).
     """
 
     def __init__(
@@ -73,6 +80,7 @@ class Solver:
         max_models: int | None = None,
         min_cell: int = 1,
         seed: int = 0,
+        budget: int | None = None,
     ) -> None:
         self.semantics = _choice(semantics, SEMANTICS, "semantics")
         self.scope = _choice(scope, SCOPES, "floor scope")
@@ -93,6 +101,12 @@ class Solver:
         self.max_models = max_models
         self.min_cell = min_cell
         self.seed = seed
+        if budget is not None and (isinstance(budget, bool) or int(budget) != budget or budget < 1):
+            raise SolverConfigError(
+                f"budget must be a positive whole number (annealing moves for pairwise "
+                f"semantics, MILP nodes for per-input), got {budget!r}; or None for the default"
+            )
+        self.budget = None if budget is None else int(budget)
         if method != "greedy":
             from solver.backends import check_solver_name
 
@@ -161,7 +175,10 @@ class Solver:
         return Frontier(self.semantics, self.scope, models, fallback, tuple(results))
 
     def _keep_previous(self, values, models, fallback, floor, previous, weaker) -> Partition:
-        # A search can end below a partition we already hold; the held one is feasible here.
+        # A search can end below a partition we already hold (the greedy never sees the
+        # warm start). The held one is feasible here: a cell that meets a floor meets every
+        # lower one. So a valid bound at this floor is at least its strength, and
+        # Certificate.build refuses (raises) rather than clamps a bound that is not.
         cert = weaker.certificate
         kept = Certificate.build(
             method=cert.method,
@@ -169,18 +186,41 @@ class Solver:
             objective=previous.strength,
             bound=cert.bound,
             seconds=cert.seconds,
-            note=f"kept the partition of floor {previous.floor}, stronger than this floor's search",
+            note="; ".join(
+                x
+                for x in (
+                    cert.note,
+                    f"kept the partition of floor {previous.floor}, stronger than this floor's",
+                )
+                if x
+            ),
+            budget=cert.budget,
+            time_limit=cert.time_limit,
+            capped=cert.capped,
         )
         return self._finish(values, models, fallback, floor, previous.assignment, kept)
 
     def _solve_prepared(self, values, models, fallback, floor, warm_start) -> Partition:
         started = time.perf_counter()
+        # Every start is checked before a solver sees it: a bad one is dropped, with the
+        # reason in the certificate's note, never an internal error later.
+        warm_start, dropped = screen_start(
+            values,
+            warm_start,
+            floor,
+            self.semantics,
+            self.scope,
+            max_models=self.max_models,
+            min_cell=self.min_cell,
+        )
         if self.semantics == "pairwise":
             assignment, cert = self._pairwise(values, floor, warm_start)
         else:
             assignment, cert = self._per_input(values, floor, warm_start)
         if cert.seconds <= 0:
-            cert = Certificate(**{**cert.to_dict(), "seconds": time.perf_counter() - started})
+            cert = cert.replace(seconds=time.perf_counter() - started)
+        if dropped and dropped not in cert.note:
+            cert = cert.with_note(dropped)
         return self._finish(values, models, fallback, floor, assignment, cert)
 
     def _finish(self, values, models, fallback, floor, assignment, cert) -> Partition:
@@ -212,6 +252,7 @@ class Solver:
             objective=int((assignment >= 0).sum()),
             bound=None,
             seconds=time.perf_counter() - started,
+            time_limit=self.time_limit,
         )
         return assignment, cert
 
@@ -242,6 +283,7 @@ class Solver:
             time_limit=self.time_limit or DEFAULT_TIME_LIMIT,
             seed=self.seed,
             exact_max_inputs=EXACT_MAX_INPUTS,
+            budget=self.budget,
         )
 
     def _per_input(self, a, floor, warm_start) -> tuple[np.ndarray, Certificate]:
@@ -262,10 +304,12 @@ class Solver:
             max_models=self.max_models,
             min_cell=self.min_cell,
             warm_start=warm_start,
+            budget=self.budget if self.method == "auto" else None,
         )
 
 
 def _stronger(a: np.ndarray, b: np.ndarray | None) -> np.ndarray:
+    # Both are feasible here: the greedy by construction, the warm start by screen_start.
     if b is None:
         return a
     return b if (b >= 0).sum() > (a >= 0).sum() else a

@@ -167,7 +167,11 @@ def solve_with_pulp(
             status = result[-1].strip() if result else "unknown"
             proven = status.startswith("Optimal solution found")
             objective = _float(_CBC_OBJECTIVE.findall(text))
-            bound = objective if proven else _float(_CBC_BOUND.findall(text))
+            # CBC's bound line is trusted only after a proof or a limit stop ("Stopped on
+            # time", "... on iterations", "... on nodes", ...), never after an error.
+            bound = objective if proven else None
+            if status.startswith("Stopped on"):
+                bound = _float(_CBC_BOUND.findall(text))
             has = objective is not None and "no feasible" not in text.lower()
             return Verdict(
                 f"CBC (bundled with PuLP {pulp.__version__})",
@@ -197,6 +201,41 @@ def solve_with_pulp(
     )
 
 
+# HiGHS statuses after which its MIP dual bound is the bound of a normally running branch
+# and bound. Any other stop (memory limit, solve/presolve/postsolve errors, unknown) leaves
+# mip_dual_bound at whatever it held, often 0: a 10^5 x 64 run that hit "Memory limit
+# reached" reported 0, which once turned its incumbent into a false "optimal".
+_HIGHS_BOUND_STATUSES = (
+    "kOptimal",
+    "kTimeLimit",
+    "kIterationLimit",
+    "kSolutionLimit",
+    "kInterrupt",
+    "kHighsInterrupt",
+    "kObjectiveBound",
+    "kObjectiveTarget",
+)
+
+
+def highs_mip_bound(highs, sign: float = 1.0) -> float | None:
+    """HiGHS's proven MIP dual bound (times ``sign``; -1 when HiGHS minimised the negated
+    objective), or None when the status does not vouch for it or it is not finite."""
+    import highspy
+
+    status = highs.getModelStatus()
+    trusted = {
+        getattr(highspy.HighsModelStatus, name)
+        for name in _HIGHS_BOUND_STATUSES
+        if hasattr(highspy.HighsModelStatus, name)
+    }
+    if status not in trusted:
+        return None
+    dual = float(highs.getInfo().mip_dual_bound)
+    if not math.isfinite(dual) or abs(dual) >= 1e300:
+        return None
+    return sign * dual
+
+
 def _highs_verdict(highs, seconds: float) -> Verdict:
     import highspy
 
@@ -204,14 +243,12 @@ def _highs_verdict(highs, seconds: float) -> Verdict:
     info = highs.getInfo()
     has = info.primal_solution_status >= 2
     # pulp.HiGHS minimises the negated objective, so bound and objective flip sign.
-    bound = -float(info.mip_dual_bound)
-    bound = bound if math.isfinite(bound) and abs(bound) < 1e300 else None
     objective = -float(info.objective_function_value) if has else None
     return Verdict(
         f"HiGHS (highspy {_highs_version()})",
         highs.modelStatusToString(status),
         status == highspy.HighsModelStatus.kOptimal,
-        bound,
+        highs_mip_bound(highs, -1.0),
         has,
         objective,
         seconds,

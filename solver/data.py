@@ -11,11 +11,22 @@ candidate explains. The fallback is never a candidate; ``candidates()`` lists th
 
 from __future__ import annotations
 
+import math
+import os
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+# The largest array a data file may declare. Each array's header is read first (through
+# the zip member's declared sizes) and checked against these before anything is allocated
+# or decompressed, so that a tiny file declaring 10^7 x 10^7 floats, or a zip bomb, is
+# refused in microseconds instead of exhausting memory.
+MAX_ELEMENTS = 2**31
+# dtypes a data file may hold: numbers, booleans, and strings (the model names).
+_DATA_KINDS = "biufUS"
 
 
 class IIADataError(ValueError):
@@ -158,19 +169,26 @@ class PairwiseIIA:
 
     @classmethod
     def load(cls, path: str | Path) -> PairwiseIIA:
-        with _open_npz(path) as npz:
-            if "weights" in npz.files:
-                weights = npz["weights"].astype(np.float64)
-            elif "twice_w" in npz.files:
-                weights = npz["twice_w"].astype(np.float64) / 2.0
-            else:
-                raise IIADataError(
-                    f"{path} holds {sorted(npz.files)}: a pairwise file needs 'weights' (float) "
-                    "or 'twice_w' (uint8, 2·w), plus 'models'"
-                )
-            models = _read_models(npz, path)
-            fallback = str(npz["fallback"]) if "fallback" in npz.files else None
-        return cls(weights, models, fallback)
+        return cls._from_arrays(read_npz(path), path)
+
+    @classmethod
+    def _from_arrays(cls, npz: dict[str, np.ndarray], path: str | Path) -> PairwiseIIA:
+        if "weights" in npz:
+            weights = npz["weights"]
+        elif "twice_w" in npz:
+            weights = npz["twice_w"]
+        else:
+            raise IIADataError(
+                f"{path} holds {sorted(npz)}: a pairwise file needs 'weights' (float) "
+                "or 'twice_w' (uint8, 2·w), plus 'models'"
+            )
+        models = _read_models(npz, path)
+        fallback = _read_fallback(npz, path)
+        with _naming(path):
+            weights = np.asarray(weights, dtype=np.float64)
+            if "weights" not in npz:
+                weights = weights / 2.0
+            return cls(weights, models, fallback)
 
 
 @dataclass(frozen=True, eq=False)
@@ -231,37 +249,167 @@ class PerInputIIA:
 
     @classmethod
     def load(cls, path: str | Path) -> PerInputIIA:
-        with _open_npz(path) as npz:
-            if "iia" not in npz.files:
-                raise IIADataError(
-                    f"{path} holds {sorted(npz.files)}: a per-input file needs 'iia' [n, models] "
-                    "and 'models' (and optionally 'counts')"
-                )
-            iia = npz["iia"]
-            models = _read_models(npz, path)
-            counts = npz["counts"] if "counts" in npz.files else None
-            fallback = str(npz["fallback"]) if "fallback" in npz.files else None
-        return cls(iia, models, counts, fallback)
+        return cls._from_arrays(read_npz(path), path)
+
+    @classmethod
+    def _from_arrays(cls, npz: dict[str, np.ndarray], path: str | Path) -> PerInputIIA:
+        if "iia" not in npz:
+            raise IIADataError(
+                f"{path} holds {sorted(npz)}: a per-input file needs 'iia' [n, models] "
+                "and 'models' (and optionally 'counts')"
+            )
+        models = _read_models(npz, path)
+        fallback = _read_fallback(npz, path)
+        with _naming(path):
+            return cls(npz["iia"], models, npz.get("counts"), fallback)
 
 
 def load_iia(path: str | Path) -> PairwiseIIA | PerInputIIA:
     """Load either data type, by the arrays the file holds."""
-    with _open_npz(path) as npz:
-        per_input = "iia" in npz.files
-    return PerInputIIA.load(path) if per_input else PairwiseIIA.load(path)
+    npz = read_npz(path)
+    if "iia" in npz:
+        return PerInputIIA._from_arrays(npz, path)
+    return PairwiseIIA._from_arrays(npz, path)
 
 
-def _open_npz(path: str | Path):
+class _naming:
+    """Re-raise an IIADataError with the file's name in front (every load error names it)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = path
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, exc, tb) -> bool:
+        if isinstance(exc, IIADataError) and str(self.path) not in str(exc):
+            raise IIADataError(f"{self.path}: {exc}") from exc
+        return False
+
+
+def available_memory() -> int:
+    """Bytes of memory available to a new allocation (MemAvailable; else physical pages)."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 2**40  # unknown: the element limit still applies
+
+
+def _member_header(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo):
+    """(dtype, shape, fortran order, header length) of one .npy member, read from its first
+    bytes only; IIADataError when it is not a .npy array this package can hold."""
+    name = info.filename
+    with archive.open(info) as fp:
+        try:
+            version = np.lib.format.read_magic(fp)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(fp)
+            elif version == (2, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(fp)
+            else:
+                raise ValueError(f"unsupported .npy format version {version}")
+        except ValueError as exc:
+            raise IIADataError(
+                f"{path}: member {name!r} is not a readable .npy array ({exc}); "
+                "write the file with numpy.savez or numpy.savez_compressed"
+            ) from exc
+        header_len = fp.tell()
+    return dtype, shape, fortran, header_len
+
+
+def read_npz(path: str | Path) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` file, each checked before it is read: its header's shape
+    and dtype (at most ``MAX_ELEMENTS`` elements, and no more bytes than the machine has
+    available), and the zip member's declared uncompressed size against what the header
+    says the array needs. Every error names the file and what is expected."""
     path = Path(path)
     if not path.is_file():
         raise IIADataError(f"no such file: {path}")
+    if not zipfile.is_zipfile(path):
+        with open(path, "rb") as fh:
+            head = fh.read(6)
+        what = "a plain .npy array" if head == b"\x93NUMPY" else "not a zip archive"
+        raise IIADataError(
+            f"{path} is {what}; expected a .npz archive of named arrays (numpy.savez or "
+            "numpy.savez_compressed), e.g. 'iia' [n, models] and 'models' for per-input "
+            "data, or 'weights' / 'twice_w' [models, n, n] and 'models' for pairwise data"
+        )
+    limit_bytes = available_memory()
+    out: dict[str, np.ndarray] = {}
     try:
-        return np.load(path, allow_pickle=False)
-    except Exception as exc:  # numpy raises several types for a file that is not an npz
-        raise IIADataError(f"{path} is not a readable .npz file ({exc})") from exc
+        with zipfile.ZipFile(path) as archive:
+            infos = archive.infolist()
+            plan = []
+            total = 0
+            for info in infos:
+                if not info.filename.endswith(".npy"):
+                    raise IIADataError(
+                        f"{path}: member {info.filename!r} is not a .npy array; an .npz "
+                        "holds only arrays written by numpy.savez"
+                    )
+                dtype, shape, fortran, header_len = _member_header(path, archive, info)
+                if dtype.hasobject or dtype.kind not in _DATA_KINDS:
+                    raise IIADataError(
+                        f"{path}: array {info.filename[:-4]!r} has dtype {dtype}; data files "
+                        "hold numbers and strings only (no objects, no records)"
+                    )
+                elements = math.prod(shape)
+                nbytes = elements * dtype.itemsize
+                if elements > MAX_ELEMENTS:
+                    raise IIADataError(
+                        f"{path}: array {info.filename[:-4]!r} declares shape {shape} "
+                        f"({elements:,} elements), over the limit of MAX_ELEMENTS = "
+                        f"{MAX_ELEMENTS:,} elements; split the data or sample fewer inputs"
+                    )
+                total += nbytes
+                if total > limit_bytes:
+                    raise IIADataError(
+                        f"{path}: array {info.filename[:-4]!r} declares shape {shape} of "
+                        f"{dtype} ({nbytes:,} bytes), beyond the {limit_bytes:,} bytes of "
+                        "memory available here; use a machine with more memory or less data"
+                    )
+                if info.file_size != header_len + nbytes:
+                    raise IIADataError(
+                        f"{path}: member {info.filename!r} holds {info.file_size:,} bytes "
+                        f"uncompressed, but its header declares {header_len + nbytes:,} "
+                        f"(shape {shape} of {dtype}); the file is corrupt or forged: "
+                        "write it again with numpy.savez"
+                    )
+                plan.append((info, dtype, shape, fortran, header_len))
+            for info, dtype, shape, fortran, header_len in plan:
+                with archive.open(info) as fp:
+                    fp.read(header_len)
+                    data = fp.read(int(math.prod(shape)) * dtype.itemsize)
+                array = np.frombuffer(data, dtype=dtype)  # read-only; the types copy it
+                if fortran:
+                    array = array.reshape(shape[::-1]).transpose()
+                else:
+                    array = array.reshape(shape)
+                out[info.filename[:-4]] = array
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        if isinstance(exc, IIADataError):
+            raise
+        raise IIADataError(f"{path} is not a readable .npz archive ({exc})") from exc
+    return out
 
 
-def _read_models(npz, path) -> tuple[str, ...]:
-    if "models" not in npz.files:
+def _read_models(npz: dict[str, np.ndarray], path) -> tuple[str, ...]:
+    if "models" not in npz:
         raise IIADataError(f"{path} has no 'models' array; add the model names, one per model")
     return tuple(str(m) for m in np.atleast_1d(npz["models"]))
+
+
+def _read_fallback(npz: dict[str, np.ndarray], path) -> str | None:
+    if "fallback" not in npz:
+        return None
+    value = np.atleast_1d(npz["fallback"])
+    if value.size != 1:
+        raise IIADataError(f"{path}: 'fallback' must be one model name, got {value.size} values")
+    return str(value[0])

@@ -37,8 +37,8 @@ import numpy as np
 import pulp
 
 from solver.backends import check_solver_name, solve_with_pulp
-from solver.certificate import Certificate
-from solver.feasibility import MIN_PAIRWISE_CELL, TOL
+from solver.certificate import Certificate, floor_bound
+from solver.feasibility import MIN_PAIRWISE_CELL, SCOPES, TOL
 from solver.pairwise_bounds import (
     _prepare,
     conflict_capacity,
@@ -47,7 +47,7 @@ from solver.pairwise_bounds import (
     pairwise_upper_bound,
     size_structure,
 )
-from solver.verify import partition_problems
+from solver.verify import is_feasible, screen_start
 
 METHOD = "pairwise-exact-mip"
 
@@ -67,11 +67,9 @@ def partition_strength(assignment: np.ndarray) -> int:
     return int((np.asarray(assignment) >= 0).sum())
 
 
-def check_partition(
-    w: np.ndarray, assignment: np.ndarray, floor: float, scope: str = "per-model"
-) -> bool:
-    """True when the partition meets the definition (cells of >= 2 inputs meeting the floor)."""
-    return not partition_problems(_prepare(w), np.asarray(assignment), floor, "pairwise", scope)
+def _feasible(w: np.ndarray, assignment: np.ndarray, floor: float, scope: str) -> bool:
+    # The shared verifier's verdict (cells of >= 2 inputs meeting the floor), as a bool.
+    return is_feasible(_prepare(w), np.asarray(assignment), floor, "pairwise", scope)
 
 
 def _repair(w: np.ndarray, a: np.ndarray, floor: float, scope: str) -> np.ndarray:
@@ -80,7 +78,7 @@ def _repair(w: np.ndarray, a: np.ndarray, floor: float, scope: str) -> np.ndarra
     a = a.copy()
     M = w.shape[0]
     for _ in range(a.size + 1):
-        if check_partition(w, a, floor, scope):
+        if _feasible(w, a, floor, scope):
             return a
         worst, worst_m = None, -1
         for m in range(M):
@@ -269,19 +267,17 @@ def solve_pairwise_exact(
     ``assignment[i]`` is the model of input i or −1. The certificate's bound is the best of
     the solver's proven dual bound and the bound LP of solver.pairwise_bounds."""
     t0 = time.perf_counter()
-    if scope not in ("per-model", "global"):
-        raise ValueError(f"unknown scope {scope!r}; expected 'per-model' or 'global'")
+    if scope not in SCOPES:
+        raise ValueError(f"unknown scope {scope!r}; expected one of {SCOPES}")
     if not 0.0 < floor <= 1.0:
         raise ValueError(f"floor must lie in (0, 1]; got {floor}")
     w = _prepare(w)
     M, n, _ = w.shape
     notes: list[str] = []
-    warm = None
-    if warm_start is not None:
-        warm = np.asarray(warm_start, dtype=int).copy()
-        if not check_partition(w, warm, floor, scope):
-            notes.append("warm start ignored: it does not meet the floor")
-            warm = None
+    # A bad start (wrong shape, indices, or infeasible here) is dropped with a note.
+    warm, dropped = screen_start(w, warm_start, floor, "pairwise", scope)
+    if dropped:
+        notes.append(dropped)
     check_solver_name(solver)  # before any work: a ValueError naming the alternatives
 
     per_model = scope == "per-model" or floor >= 1.0 - TOL
@@ -326,7 +322,7 @@ def solve_pairwise_exact(
         for (v, m), var in mod.x.items():
             if var.varValue is not None and var.varValue > 0.5:
                 a[v] = m
-    if not check_partition(w, a, floor, scope):
+    if not _feasible(w, a, floor, scope):
         fixed = _repair(w, a, floor, scope)
         notes.append(
             f"solver point repaired ({partition_strength(a)} -> {partition_strength(fixed)} inputs)"
@@ -340,11 +336,17 @@ def solve_pairwise_exact(
         notes.append("time limit hit with no incumbent: empty partition")
     obj = partition_strength(a)
     bound = float(ub)
-    if dual is not None:
+    if dual is not None and floor_bound(dual) < obj:
+        # Not a bound if a verified partition beats it: dropped, never clamped.
+        notes.append(f"solver's bound {dual:g} is below a verified partition of {obj}: discarded")
+    elif dual is not None:
         bound = min(bound, dual)
     if proven:
         bound = min(bound, float(obj))
-    assert check_partition(w, a, floor, scope)
+    capped = "time" in verdict.status.lower()
+    if capped:
+        notes.append("the time limit cut the program short (result depends on machine speed)")
+    assert _feasible(w, a, floor, scope)
     cert = Certificate.build(
         method=METHOD,
         solver=verdict.solver,
@@ -352,5 +354,7 @@ def solve_pairwise_exact(
         bound=bound,
         seconds=time.perf_counter() - t0,
         note="; ".join(notes),
+        time_limit=time_limit,
+        capped=capped,
     )
     return a, cert

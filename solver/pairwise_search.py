@@ -13,19 +13,22 @@ which lets it walk through slightly infeasible partitions, and every few thousan
 greedily add and swap fallback inputs) and keeps the best repaired partition seen. A small reward
 for spare slack pulls the walk toward partitions with room for more inputs. Each annealing cycle
 begins from the best partition so far, so the search never loses ground.
+
+The search runs a fixed number of moves (its budget): the same seed and budget give the same
+partition on any machine. The time limit is only a cap; a run it cuts short says so
+(``SearchResult.capped``), since its result then depends on the machine's speed.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 from numba import njit
 
-from solver.feasibility import TOL
-from solver.verify import partition_problems
-
-_SCOPES = ("per-model", "global")
+from solver.feasibility import SCOPES, TOL, meets_floor
+from solver.verify import is_feasible
 
 # Tuning (bench/pairwise_search_tuning.py, reference data n = 1000, M = 6). Penalty and reward are
 # per unit of slack divided by (size - 1) / 2, i.e. in "inputs' worth" of mean weight, so the same
@@ -37,16 +40,34 @@ _PEN_LO, _PEN_HI = 5.0, 50.0  # shortfall penalty, raised linearly within a cycl
 _REWARD = 5.0  # reward for spare slack: without it the walk has no pull toward room for adds
 _P_SWAP = 0.2  # share of exchange moves
 _CHUNK_S = 0.2  # seconds of moves between clock checks
+DEFAULT_CYCLES = 2  # annealing cycles in the default budget
 
 
-# ----------------------------------------------------------------------------------------------
-# Plain-numpy checks (the final word on feasibility, independent of the incremental sums).
+def cycle_moves(n: int, n_models: int) -> int:
+    """Moves in one annealing cycle (the cooling schedule's period)."""
+    return max(20_000, _CYCLE_MOVES * n * (n_models + 1))
 
 
-def is_feasible_pairwise(w: np.ndarray, assignment: np.ndarray, floor: float, scope: str) -> bool:
-    """Whether ``assignment`` meets the minimum cell size and the floor under ``scope``
-    (the shared check, from scratch, with none of the search's incremental state)."""
-    return not partition_problems(w, np.asarray(assignment), floor, "pairwise", scope)
+def default_moves(n: int, n_models: int) -> int:
+    """The default budget: ``DEFAULT_CYCLES`` annealing cycles, from the instance's size
+    alone (never from the clock), so that a seed gives the same partition everywhere."""
+    return DEFAULT_CYCLES * cycle_moves(n, n_models)
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """A search's partition, the moves it made, its budget, and whether the time cap (not
+    the budget or a proven bound) ended it."""
+
+    assignment: np.ndarray
+    moves: int
+    budget: int
+    capped: bool
+
+
+def _feasible(w: np.ndarray, assignment: np.ndarray, floor: float, scope: str) -> bool:
+    # The shared check, from scratch, with none of the search's incremental state.
+    return is_feasible(w, np.asarray(assignment), floor, "pairwise", scope)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -116,10 +137,12 @@ def _move(w, a, s, k, ps, pc, v, t):
     a[v] = t
 
 
+_meets = njit(cache=True)(meets_floor)  # the shared inequality, compiled for the kernels
+
+
 @njit(cache=True)
 def _ok(total, count, floor):
-    # The same inequality as feasibility.meets_floor.
-    return count <= 0 or total - floor * count >= -TOL * count
+    return _meets(total, count, floor, TOL)
 
 
 @njit(cache=True)
@@ -384,22 +407,49 @@ def improve_pairwise(
     floor: float,
     scope: str = "per-model",
     start: np.ndarray | None = None,
-    time_limit: float = 10.0,
+    time_limit: float | None = 10.0,
     seed: int = 0,
     max_moves: int | None = None,
     stop_at: int | None = None,
 ) -> np.ndarray:
-    """Return a feasible assignment (int64 [n], -1 = fallback) at least as strong as ``start``.
+    """The assignment of ``search_pairwise`` (same arguments)."""
+    return search_pairwise(
+        w,
+        floor,
+        scope,
+        start=start,
+        time_limit=time_limit,
+        seed=seed,
+        max_moves=max_moves,
+        stop_at=stop_at,
+    ).assignment
 
-    ``start`` must be feasible (None means all fallback). The search stops after ``max_moves``
-    annealing moves (deterministic for a fixed ``seed``) or ``time_limit`` seconds, whichever
-    comes first, or as soon as the strength reaches ``stop_at`` (a proven bound: nothing
-    stronger exists).
+
+def search_pairwise(
+    w: np.ndarray,
+    floor: float,
+    scope: str = "per-model",
+    start: np.ndarray | None = None,
+    time_limit: float | None = 10.0,
+    seed: int = 0,
+    max_moves: int | None = None,
+    stop_at: int | None = None,
+) -> SearchResult:
+    """Search for a feasible assignment (int64 [n], -1 = fallback) at least as strong as
+    ``start``.
+
+    ``start`` must be feasible (None means all fallback). The search makes ``max_moves``
+    annealing moves (None: ``default_moves(n, M)``), deterministic for a fixed ``seed``;
+    it stops earlier as soon as the strength reaches ``stop_at`` (a proven bound: nothing
+    stronger exists), or when ``time_limit`` seconds (a cap; None: no cap) run out, which
+    the result reports as ``capped``.
     """
-    if scope not in _SCOPES:
-        raise ValueError(f"unknown scope {scope!r}; expected one of {_SCOPES}")
+    if scope not in SCOPES:
+        raise ValueError(f"unknown scope {scope!r}; expected one of {SCOPES}")
     if not 0.0 < floor <= 1.0:
         raise ValueError(f"floor must lie in (0, 1], got {floor}")
+    if max_moves is not None and max_moves < 0:
+        raise ValueError(f"max_moves must be a non-negative number of moves, got {max_moves}")
     w = np.ascontiguousarray(w, dtype=np.float64)
     M, n, _ = w.shape
     if np.any(np.einsum("mii->mi", w)):
@@ -408,11 +458,14 @@ def improve_pairwise(
         for m in range(M):
             np.fill_diagonal(w[m], 0.0)
     base = np.full(n, -1, dtype=np.int64) if start is None else np.asarray(start, np.int64).copy()
-    if not is_feasible_pairwise(w, base, floor, scope):
-        raise ValueError("start is not a feasible assignment")
+    if not _feasible(w, base, floor, scope):
+        raise ValueError(
+            "start is not a feasible assignment at this floor; pass a feasible one or None"
+        )
+    budget = default_moves(n, M) if max_moves is None else int(max_moves)
     if n < 2 or M == 0:
-        return base
-    deadline = time.perf_counter() + time_limit
+        return SearchResult(base, 0, budget, False)
+    deadline = None if time_limit is None else time.perf_counter() + time_limit
     glob = scope == "global"
 
     a = base.copy()
@@ -429,18 +482,18 @@ def improve_pairwise(
     if val > best_val[0]:
         best_val[0] = val
         best_a[:] = ca
+    limit = budget
     if stop_at is not None and best_val[0] >= stop_at:
-        max_moves = 0
+        limit = 0
     rng = np.array([(seed * 0x9E3779B97F4A7C15 + 1) % 2**64 or 1], dtype=np.uint64)
 
-    cycle = max(20_000, _CYCLE_MOVES * n * (M + 1))
+    cycle = cycle_moves(n, M)
     repair_every = max(2_000, cycle // _REPAIRS)
     chunk = 20_000
     done = 0
-    while True:
-        todo = chunk if max_moves is None else min(chunk, max_moves - done)
-        if todo <= 0:
-            break
+    capped = False
+    while done < limit:
+        todo = min(chunk, limit - done)
         t0 = time.perf_counter()
         _anneal(
             w,
@@ -465,20 +518,26 @@ def improve_pairwise(
             cpc,
         )
         done += todo
-        now = time.perf_counter()
-        if now >= deadline or (stop_at is not None and best_val[0] >= stop_at):
+        if stop_at is not None and best_val[0] >= stop_at:
             break
-        # Numba cannot read the clock cheaply: size the next chunk from the measured rate so the
-        # clock is checked every ~0.2 s and the deadline is overshot by little.
+        now = time.perf_counter()
+        if done < limit and deadline is not None and now >= deadline:
+            capped = True
+            break
+        # Numba cannot read the clock cheaply: size the next chunk from the measured rate so
+        # the clock is checked every ~0.2 s. Chunking never changes the result: the schedule
+        # is indexed by the global move count.
         rate = todo / max(now - t0, 1e-6)
-        chunk = int(max(1_000, min(rate * _CHUNK_S, rate * (deadline - now))))
+        chunk = int(max(1_000, rate * _CHUNK_S))
+        if deadline is not None:
+            chunk = int(max(1_000, min(chunk, rate * (deadline - now))))
     # The walk may have stopped between two repairs: repair where it stands too.
     if _repair(w, floor, glob, a, s, k, ps, pc, 50) > best_val[0]:
         best_a[:] = a
 
     result = best_a.copy()
-    if int((result >= 0).sum()) < int((base >= 0).sum()) or not is_feasible_pairwise(
+    if int((result >= 0).sum()) < int((base >= 0).sum()) or not _feasible(
         w, result, floor, scope
     ):
-        return base
-    return result
+        result = base
+    return SearchResult(result, done, budget, capped)

@@ -27,10 +27,8 @@ import highspy
 import numpy as np
 import pulp
 
-from solver.backends import check_solver_name, new_highs, solve_with_pulp
+from solver.backends import check_solver_name, highs_mip_bound, new_highs, solve_with_pulp
 from solver.feasibility import TOL
-
-SCOPES = ("per-model", "global")
 
 
 @dataclass
@@ -45,6 +43,7 @@ class MilpResult:
     status: str
     solver: str
     seconds: float
+    timed_out: bool = False  # the time limit, not the work budget, ended the run
 
 
 def _objective(a: np.ndarray, assign: np.ndarray, min_strength: int | None) -> float:
@@ -180,7 +179,14 @@ def milp_pulp(
                 warm_start=None,
                 min_strength=min_strength,
             )
-    return MilpResult(assign, bound, proven, status, key, time.perf_counter() - t0)
+    return MilpResult(
+        assign, bound, proven, status, key, time.perf_counter() - t0, _timed_out(status)
+    )
+
+
+def _timed_out(status: str) -> bool:
+    # HiGHS says "Time limit reached", CBC "Stopped on time".
+    return "time" in status.lower()
 
 
 # ---------------------------------------------------------------------------------------
@@ -198,10 +204,12 @@ def milp_highs(
     min_cell: int,
     warm_start: np.ndarray | None,
     min_strength: int | None = None,
+    node_limit: int | None = None,
 ) -> MilpResult:
     """The same MILP built column-wise with numpy arrays and solved by highspy: the model
     build is linear-time and vectorised, where PuLP's is ~30x slower at scale.
-    ``min_strength`` as in ``milp_pulp``."""
+    ``min_strength`` as in ``milp_pulp``. ``node_limit``: branch-and-bound nodes at most
+    (HiGHS's mip_max_nodes), a work budget that ends the run the same way on any machine."""
     t0 = time.perf_counter()
     n, n_models = a.shape
     ok = allowed_models(a, floor, scope)
@@ -319,6 +327,8 @@ def milp_highs(
     # threads=1 silently does nothing (model status "Not Set").
     if time_limit is not None:
         h.setOptionValue("time_limit", max(float(time_limit), 0.01))
+    if node_limit is not None:
+        h.setOptionValue("mip_max_nodes", max(int(node_limit), 1))
     h.passModel(lp)
     del lp
     if warm_start is not None:
@@ -344,8 +354,7 @@ def milp_highs(
     status = h.modelStatusToString(status_enum)
     info = h.getInfo()
     proven = status_enum == highspy.HighsModelStatus.kOptimal
-    dual = float(info.mip_dual_bound)
-    bound = dual if math.isfinite(dual) and abs(dual) < 1e300 else None
+    bound = highs_mip_bound(h)
     assign = None
     if info.primal_solution_status >= 2:
         xval = np.asarray(h.getSolution().col_value)[:nx].reshape(n, k)
@@ -366,6 +375,9 @@ def milp_highs(
                     min_cell=min_cell,
                     warm_start=None,
                     min_strength=min_strength,
+                    node_limit=node_limit,
                 )
     h.clear()
-    return MilpResult(assign, bound, proven, status, "highs", time.perf_counter() - t0)
+    return MilpResult(
+        assign, bound, proven, status, "highs", time.perf_counter() - t0, _timed_out(status)
+    )

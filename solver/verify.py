@@ -1,7 +1,12 @@
-"""The independent check every partition passes before it is returned.
+"""The independent check every partition passes before it is returned, and the screen
+every user-supplied start passes before a solver sees it.
 
 It recomputes each cell's IIA from the raw data with none of the solvers' incremental
 state, so a bug in a search or a misread solver status becomes an error, never a result.
+
+Three names, three questions: ``check_partition`` raises (the final word, public);
+``partition_problems`` lists what is wrong, in words (for solvers that repair);
+``is_feasible`` answers yes or no.
 """
 
 from __future__ import annotations
@@ -16,12 +21,15 @@ class PartitionCheckError(RuntimeError):
 
 
 def cell_iia_pairwise(w: np.ndarray, assignment: np.ndarray) -> dict[int, tuple[float, int]]:
-    """For each non-empty cell m: (sum of w over unordered pairs inside it, number of pairs)."""
+    """For each non-empty cell m: (sum of w over unordered pairs inside it, number of pairs).
+    The diagonal is never counted: an input is no pair with itself."""
     out = {}
     for m in np.unique(assignment[assignment >= 0]):
         cell = np.flatnonzero(assignment == m)
         k = len(cell)
-        out[int(m)] = (float(w[m][np.ix_(cell, cell)].sum()) / 2.0, k * (k - 1) // 2)
+        block = w[m][np.ix_(cell, cell)]
+        total = (float(block.sum()) - float(np.trace(block))) / 2.0
+        out[int(m)] = (total, k * (k - 1) // 2)
     return out
 
 
@@ -32,6 +40,13 @@ def cell_iia_per_input(a: np.ndarray, assignment: np.ndarray) -> dict[int, tuple
         cell = np.flatnonzero(assignment == m)
         out[int(m)] = (float(a[cell, m].sum()), len(cell))
     return out
+
+
+def _shape(values: np.ndarray, semantics: str) -> tuple[int, int]:
+    """(inputs, models) of w [M, n, n] (pairwise) or a [n, M] (per-input)."""
+    if semantics == "pairwise":
+        return values.shape[1], values.shape[0]
+    return values.shape[0], values.shape[1]
 
 
 def check_partition(
@@ -49,11 +64,13 @@ def check_partition(
     ``values`` is w [M, n, n] (pairwise) or a [n, M] (per-input).
     """
     pairwise = semantics == "pairwise"
-    n_models = values.shape[0] if pairwise else values.shape[1]
-    n = values.shape[1] if pairwise else values.shape[0]
+    n, n_models = _shape(values, semantics)
     assignment = np.asarray(assignment)
     if assignment.shape != (n,) or not np.issubdtype(assignment.dtype, np.integer):
-        raise PartitionCheckError(f"assignment must be {n} integers, got {assignment.shape}")
+        raise PartitionCheckError(
+            f"assignment must be {n} integers, got shape {assignment.shape} "
+            f"of dtype {assignment.dtype}"
+        )
     if assignment.min(initial=-1) < -1 or assignment.max(initial=-1) >= n_models:
         raise PartitionCheckError(f"assignment holds model indices outside -1..{n_models - 1}")
     cells = (cell_iia_pairwise if pairwise else cell_iia_per_input)(values, assignment)
@@ -101,3 +118,65 @@ def partition_problems(
     except PartitionCheckError as exc:
         return [str(exc)]
     return []
+
+
+def is_feasible(
+    values: np.ndarray,
+    assignment: np.ndarray,
+    floor: float,
+    semantics: str,
+    scope: str,
+    *,
+    max_models: int | None = None,
+    min_cell: int = 1,
+) -> bool:
+    """Whether ``assignment`` meets every constraint (``partition_problems`` is empty)."""
+    return not partition_problems(
+        values, assignment, floor, semantics, scope, max_models=max_models, min_cell=min_cell
+    )
+
+
+def screen_start(
+    values: np.ndarray,
+    start,
+    floor: float,
+    semantics: str,
+    scope: str,
+    *,
+    max_models: int | None = None,
+    min_cell: int = 1,
+) -> tuple[np.ndarray | None, str]:
+    """A warm start a solver may use, or None and the reason it was dropped.
+
+    A start is checked before any solver sees it: integers (whole-number floats are
+    accepted), one per input, model indices in -1..M-1, and feasible at this floor under
+    this semantics, scope, ``max_models`` and ``min_cell``. A bad start is never an error:
+    the solve goes on without it, and the reason goes into the certificate's note."""
+    if start is None:
+        return None, ""
+    n, n_models = _shape(values, semantics)
+    try:
+        arr = np.asarray(start)
+    except Exception as exc:  # ragged lists and the like
+        return None, f"warm start dropped: not an array ({exc})"
+    if arr.shape != (n,):
+        return None, f"warm start dropped: shape {arr.shape}, expected ({n},), one entry per input"
+    if arr.dtype == bool or not (
+        np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)
+    ):
+        return None, f"warm start dropped: dtype {arr.dtype}, expected model indices (integers)"
+    if np.issubdtype(arr.dtype, np.floating):
+        if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
+            return None, "warm start dropped: entries must be whole model indices"
+    arr = arr.astype(np.int64)
+    if n and (arr.min() < -1 or arr.max() >= n_models):
+        return None, (
+            f"warm start dropped: model indices must lie in -1..{n_models - 1} "
+            f"(-1 is the fallback), got {int(arr.min())}..{int(arr.max())}"
+        )
+    problems = partition_problems(
+        values, arr, floor, semantics, scope, max_models=max_models, min_cell=min_cell
+    )
+    if problems:
+        return None, f"warm start dropped: infeasible at floor {floor} ({problems[0]})"
+    return arr, ""

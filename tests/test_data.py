@@ -1,5 +1,9 @@
 """The data types validate on construction and round-trip through .npz."""
 
+import io
+import time
+import zipfile
+
 import numpy as np
 import pytest
 from conftest import random_pairwise
@@ -101,7 +105,7 @@ def test_load_errors_name_the_problem(tmp_path):
     with pytest.raises(IIADataError, match="no such file"):
         load_iia(tmp_path / "missing.npz")
     (tmp_path / "junk.npz").write_text("not a zip")
-    with pytest.raises(IIADataError, match="not a readable"):
+    with pytest.raises(IIADataError, match=r"junk\.npz is not a zip archive; expected a \.npz"):
         load_iia(tmp_path / "junk.npz")
     np.savez(tmp_path / "nomodels.npz", twice_w=np.zeros((1, 3, 3), dtype=np.uint8))
     with pytest.raises(IIADataError, match="no 'models'"):
@@ -109,3 +113,108 @@ def test_load_errors_name_the_problem(tmp_path):
     np.savez(tmp_path / "other.npz", foo=np.zeros(3), models=np.array(["a"]))
     with pytest.raises(IIADataError, match="needs 'weights'"):
         load_iia(tmp_path / "other.npz")
+
+
+# ---------------------------------------------------------------------------------------
+# hostile and mistaken files: refused from their headers, before any allocation
+# ---------------------------------------------------------------------------------------
+
+
+def _npy_header(shape: tuple[int, ...], descr: str = "<f8") -> bytes:
+    buf = io.BytesIO()
+    header = {"descr": descr, "fortran_order": False, "shape": shape}
+    np.lib.format.write_array_header_1_0(buf, header)
+    return buf.getvalue()
+
+
+def _forged_npz(path, members: dict[str, bytes], compress: bool = False) -> None:
+    mode = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+    with zipfile.ZipFile(path, "w", mode) as zf:
+        for name, data in members.items():
+            zf.writestr(name + ".npy", data)
+
+
+def _models_npy(names) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.array(names))
+    return buf.getvalue()
+
+
+@pytest.mark.unit
+def test_tiny_file_declaring_a_huge_array_is_refused_before_allocating(tmp_path):
+    # 10^7 x 10^7 floats (800 TB) declared by a file of a few hundred bytes.
+    path = tmp_path / "huge.npz"
+    _forged_npz(path, {"iia": _npy_header((10**7, 10**7)), "models": _models_npy(["a"])})
+    assert path.stat().st_size < 1000
+    started = time.perf_counter()
+    with pytest.raises(IIADataError, match=r"huge\.npz.*MAX_ELEMENTS = 2,147,483,648"):
+        load_iia(path)
+    assert time.perf_counter() - started < 1.0
+
+
+@pytest.mark.unit
+def test_zip_bomb_is_refused_without_decompressing(tmp_path):
+    # A deflated member whose header declares 50,000 x 50,000 floats (20 GB) and whose
+    # payload is a run of zeros: small on disk, refused from the header alone.
+    path = tmp_path / "bomb.npz"
+    payload = _npy_header((50_000, 50_000)) + bytes(4 * 2**20)
+    _forged_npz(path, {"twice_w": payload, "models": _models_npy(["a"])}, compress=True)
+    assert path.stat().st_size < 100_000
+    with pytest.raises(IIADataError, match=r"bomb\.npz.*2,500,000,000 elements.*limit"):
+        load_iia(path)
+
+
+@pytest.mark.unit
+def test_array_beyond_available_memory_is_refused(tmp_path):
+    # Few elements, many bytes: 10^5 strings of 10^6 characters (400 GB).
+    path = tmp_path / "wide.npz"
+    _forged_npz(path, {"models": _npy_header((100_000,), "<U1000000")})
+    with pytest.raises(IIADataError, match=r"wide\.npz.*bytes of memory available"):
+        load_iia(path)
+
+
+@pytest.mark.unit
+def test_member_size_must_match_its_header(tmp_path):
+    # The header says 1000 x 1000 floats (8 MB) but the member holds 1 kB.
+    path = tmp_path / "short.npz"
+    _forged_npz(
+        path, {"iia": _npy_header((1000, 1000)) + bytes(1024), "models": _models_npy(["a"])}
+    )
+    with pytest.raises(IIADataError, match=r"short\.npz.*holds .* bytes uncompressed.*declares"):
+        load_iia(path)
+    # A header claiming fewer bytes than the member holds is refused too.
+    long = tmp_path / "long.npz"
+    _forged_npz(long, {"iia": _npy_header((2, 2)) + bytes(10_000), "models": _models_npy(["a"])})
+    with pytest.raises(IIADataError, match=r"long\.npz.*declares"):
+        load_iia(long)
+
+
+@pytest.mark.unit
+def test_plain_npy_is_refused_with_what_is_expected(tmp_path):
+    path = tmp_path / "matrix.npy"
+    np.save(path, np.random.default_rng(0).random((4, 2)))
+    with pytest.raises(IIADataError, match=r"matrix\.npy is a plain \.npy array; expected a \.npz"):
+        load_iia(path)
+    with pytest.raises(IIADataError, match=r"matrix\.npy"):
+        PerInputIIA.load(path)
+
+
+@pytest.mark.unit
+def test_object_arrays_and_bad_values_name_the_file(tmp_path):
+    path = tmp_path / "objects.npz"
+    _forged_npz(path, {"iia": _npy_header((2, 2), "|O"), "models": _models_npy(["a", "b"])})
+    with pytest.raises(IIADataError, match=r"objects\.npz.*dtype object"):
+        load_iia(path)
+    bad = tmp_path / "range.npz"
+    np.savez(bad, iia=np.full((3, 2), 2.0), models=np.array(["a", "b"]))
+    with pytest.raises(IIADataError, match=r"range\.npz: per-input IIA must lie in \[0, 1\]"):
+        load_iia(bad)
+
+
+@pytest.mark.unit
+def test_fortran_order_and_big_endian_arrays_load_exactly(tmp_path):
+    a = np.asfortranarray(np.random.default_rng(1).random((5, 3)))
+    path = tmp_path / "fortran.npz"
+    np.savez_compressed(path, iia=a.astype(">f8"), models=np.array(["a", "b", "c"]))
+    data = load_iia(path)
+    np.testing.assert_array_equal(data.iia, a)

@@ -9,7 +9,8 @@ import pytest
 
 from solver.feasibility import meets_floor
 from solver.pairwise_bounds import pairwise_upper_bound, size_bound
-from solver.pairwise_exact import check_partition, solve_pairwise_exact
+from solver.pairwise_exact import solve_pairwise_exact
+from solver.verify import is_feasible
 
 
 def _instance(seed: int, n: int, M: int = 2, halves: bool = True) -> np.ndarray:
@@ -103,7 +104,7 @@ def test_exact_equals_brute_force(case, solver, brute_optima):
     w = _instance(seed, n, halves=halves)
     a, cert = solve_pairwise_exact(w, floor, scope, solver=solver, time_limit=30)
     assert _valid(w, a, floor, scope)
-    assert check_partition(w, a, floor, scope)
+    assert is_feasible(w, a, floor, "pairwise", scope)
     assert cert.objective == brute_optima[case] == int((a >= 0).sum())
     assert cert.status == "optimal"
     assert cert.bound == cert.objective
@@ -117,17 +118,17 @@ def test_warm_start_is_used_and_checked():
     assert cert.objective == _brute(w, 0.75, "per-model")
     bad = np.zeros(7, dtype=int)  # one cell of everything: infeasible at floor 1
     w1 = _instance(0, 7)
-    if not check_partition(w1, bad, 1.0):
+    if not is_feasible(w1, bad, 1.0, "pairwise", "per-model"):
         a, cert = solve_pairwise_exact(w1, 1.0, warm_start=bad, time_limit=20)
-        assert "warm start ignored" in cert.note
-        assert check_partition(w1, a, 1.0)
+        assert "warm start dropped: infeasible" in cert.note
+        assert is_feasible(w1, a, 1.0, "pairwise", "per-model")
 
 
 @pytest.mark.integration
 def test_certificate_optimal_only_when_proven():
     w = _instance(11, 40, M=3)
     a, cert = solve_pairwise_exact(w, 0.8, solver="highs", time_limit=2.0)
-    assert check_partition(w, a, 0.8)
+    assert is_feasible(w, a, 0.8, "pairwise", "per-model")
     assert cert.bound is not None and cert.bound >= cert.objective
     if "kOptimal" not in cert.note:
         # stopped early: "optimal" is allowed only when a proven bound meets the objective

@@ -11,9 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from solver.feasibility import SCOPES
 from solver.pairwise_search import improve_pairwise
-
-SCOPES = ("per-model", "global")
 
 
 def _instance(seed: int, n: int, M: int, p_one: float = 0.6) -> np.ndarray:

@@ -4,6 +4,7 @@ the Lagrangian bound, feasibility of every answer, and the error paths."""
 from __future__ import annotations
 
 import itertools
+import re
 
 import numpy as np
 import pytest
@@ -11,17 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from solver.feasibility import meets_floor
-from solver.per_input import (
-    _Oracle,
-    check_partition,
-    closed_form_global,
-    fill,
-    lagrangian_dual,
-    repair,
-    solve_per_input,
-    tie_break_eps,
-)
+from solver.per_input import problems, solve_per_input
+from solver.per_input_bounds import _Oracle, closed_form_global, lagrangian_dual, tie_break_eps
 from solver.per_input_milp import allowed_models
+from solver.per_input_repair import fill, repair
 
 GRID = [0.0, 0.25, 0.5, 0.6, 0.75, 0.9, 1.0]  # exact ties with the floors below
 OPTIONS = [  # (max_models, min_cell)
@@ -39,7 +33,7 @@ def brute_force(
     best = (0, 0.0)
     for combo in itertools.product(range(-1, n_models), repeat=n):
         assign = np.asarray(combo)
-        if check_partition(a, assign, floor, scope, max_models, min_cell):
+        if problems(a, assign, floor, scope, max_models, min_cell):
             continue
         rows = np.flatnonzero(assign >= 0)
         key = (len(rows), float(a[rows, assign[rows]].sum()))
@@ -61,7 +55,7 @@ def tiny_instance(seed: int, n: int = 7) -> np.ndarray:
 
 def assert_matches_brute(a, floor, scope, max_models, min_cell, assign, cert):
     strength, total = brute_force(a, floor, scope, max_models, min_cell)
-    assert not check_partition(a, assign, floor, scope, max_models, min_cell)
+    assert not problems(a, assign, floor, scope, max_models, min_cell)
     got_strength, got_total = strength_total(a, assign)
     assert got_strength == strength, (cert, strength)
     assert got_total == pytest.approx(total, abs=1e-7), (cert, total)
@@ -163,7 +157,7 @@ def test_scale_path_gives_small_proven_gap():
     true = rng.integers(0, m, size=n)
     a[np.arange(n), true] = rng.beta(10, 2.5, size=n)
     assign, cert = solve_per_input(a, 0.85, time_limit=60)
-    assert not check_partition(a, assign, 0.85, "per-model")
+    assert not problems(a, assign, 0.85, "per-model")
     assert cert.bound is not None and cert.gap is not None and cert.gap <= 1e-3
     assert cert.bound >= cert.objective == (assign >= 0).sum()
 
@@ -190,7 +184,7 @@ def test_returned_partitions_are_feasible(seed, n, m, floor, scope, max_models, 
         a, floor, scope, max_models=max_models, min_cell=min_cell, time_limit=10
     )
     assert assign.dtype == np.int64 and assign.shape == (n,)
-    assert not check_partition(a, assign, floor, scope, max_models, min_cell)
+    assert not problems(a, assign, floor, scope, max_models, min_cell)
     assert cert.objective == (assign >= 0).sum()
     assert cert.bound is None or cert.bound >= cert.objective
 
@@ -209,11 +203,11 @@ def test_repair_then_fill_stays_feasible(seed, floor, scope, max_models, min_cel
     a = rng.uniform(size=(30, 4))
     start = rng.integers(-1, 4, size=30)
     fixed = repair(a, start, floor, scope, max_models, min_cell)
-    assert not check_partition(a, fixed, floor, scope, max_models, min_cell)
+    assert not problems(a, fixed, floor, scope, max_models, min_cell)
     # repair only removes
     assert np.all((fixed == start) | (fixed == -1))
     filled = fill(a, fixed, floor, scope, max_models, min_cell)
-    assert not check_partition(a, filled, floor, scope, max_models, min_cell)
+    assert not problems(a, filled, floor, scope, max_models, min_cell)
     assert np.all((filled == fixed) | (fixed == -1))
 
 
@@ -221,21 +215,41 @@ def test_repair_then_fill_stays_feasible(seed, floor, scope, max_models, min_cel
 def test_check_partition_uses_shared_floor_test():
     a = np.array([[0.9, 0.1], [0.7, 0.1], [0.8, 0.2]])
     assign = np.array([0, 0, -1])
-    assert check_partition(a, assign, 0.8, "per-model") == []
+    assert problems(a, assign, 0.8, "per-model") == []
     assert meets_floor(1.6, 2, 0.8)
-    assert check_partition(a, assign, 0.81, "per-model")
-    assert check_partition(a, np.array([0, 1, 0]), 0.5, "per-model", max_models=1)
-    assert check_partition(a, np.array([0, -1, -1]), 0.5, "per-model", min_cell=2)
+    assert problems(a, assign, 0.81, "per-model")
+    assert problems(a, np.array([0, 1, 0]), 0.5, "per-model", max_models=1)
+    assert problems(a, np.array([0, -1, -1]), 0.5, "per-model", min_cell=2)
 
 
-@pytest.mark.unit
-def test_warm_start_is_repaired_and_used():
+@pytest.mark.integration
+@pytest.mark.parametrize("method", ["ilp", "auto"])
+@pytest.mark.parametrize(
+    "warm,reason",
+    [
+        (np.zeros(30, dtype=np.int64), "infeasible at floor 0.8"),  # all in model 0
+        (np.array([0, 5]), r"shape \(2,\), expected \(30,\)"),
+        (np.full(30, 7), r"must lie in -1\.\.2"),
+        (np.full(30, 0.5), "whole model indices"),
+    ],
+)
+def test_bad_warm_start_is_dropped_with_a_note(method, warm, reason):
     rng = np.random.default_rng(3)
     a = rng.beta(4, 2, size=(30, 3))
-    warm = np.zeros(30, dtype=np.int64)  # everything in model 0: infeasible at 0.8
-    assign, cert = solve_per_input(a, 0.8, method="ilp", solver="highs", warm_start=warm)
-    assert not check_partition(a, assign, 0.8, "per-model")
+    assign, cert = solve_per_input(a, 0.8, method=method, solver="highs", warm_start=warm)
+    assert not problems(a, assign, 0.8, "per-model")
     assert cert.status == "optimal"
+    assert re.search("warm start dropped: " + reason, cert.note), cert.note
+
+
+@pytest.mark.integration
+def test_feasible_warm_start_is_used():
+    rng = np.random.default_rng(3)
+    a = rng.beta(4, 2, size=(30, 3))
+    best, _ = solve_per_input(a, 0.8, method="ilp", solver="highs")
+    assign, cert = solve_per_input(a, 0.8, method="ilp", solver="highs", warm_start=best)
+    assert "warm start" not in cert.note and cert.status == "optimal"
+    assert (assign >= 0).sum() == (best >= 0).sum()
 
 
 # ---------------------------------------------------------------------------------------
@@ -287,7 +301,7 @@ def test_per_model_floor_no_cell_meets_with_solver():
         {"scope": "everywhere"},
         {"method": "magic"},
         {"min_cell": 0},
-        {"warm_start": np.array([0, 5])},
+        {"budget": 0},
     ],
 )
 def test_bad_arguments_raise(kwargs):
@@ -304,5 +318,5 @@ def test_time_limit_keeps_a_feasible_answer_and_a_valid_bound():
     a = rng.beta(10, 2.5, size=(3000, 6))
     for method in ("ilp", "auto"):
         assign, cert = solve_per_input(a, 0.9, method=method, solver="highs", time_limit=0.5)
-        assert not check_partition(a, assign, 0.9, "per-model")
+        assert not problems(a, assign, 0.9, "per-model")
         assert cert.bound is not None and cert.bound >= cert.objective
