@@ -52,6 +52,13 @@ def _writable(path: str | None, flag: str) -> Path | None:
         raise CLIError(f"{flag} {path}: folder {p.parent} does not exist; create it first")
     if p.is_dir():
         raise CLIError(f"{flag} {path} is a folder; give a file name")
+    if flag == "--plot":
+        from service.plots import check_plot_path  # matplotlib only when a plot is asked for
+
+        try:
+            check_plot_path(p)
+        except ValueError as exc:
+            raise CLIError(f"--plot {exc}") from None
     return p
 
 
@@ -186,12 +193,15 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def _job_call(fn, *args, **kwargs):
-    from service.jobs import JobError
+    from service.jobs import JobError, redact
 
     try:
         return fn(*args, **kwargs)
     except JobError as exc:
         raise CLIError(str(exc)) from None
+    except (ValueError, OSError) as exc:
+        # Whatever Ray or requests raised may quote the address, credentials and all.
+        raise CLIError(redact(str(exc))) from None
 
 
 def cmd_submit(args: argparse.Namespace) -> int:

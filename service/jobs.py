@@ -1,17 +1,29 @@
 """Jobs on a Ray cluster, through Ray's job submission API (the API behind ``ray job submit``).
 
-``submit`` validates the spec here, then sends its TOML text inline in the job's runtime
-environment (``CCM_SPEC_TOML``); the job's entrypoint is this module run as a program
-(``python -m service.jobs run``), which parses that text, runs the pipeline (in the driver for
-``execution.mode = "in-process"``, else joining the job's own cluster with ``address="auto"``),
-and prints the report as one marker line (``CCM-REPORT-JSON {...}``) at the end of the job's
-logs. ``result`` reads that line back through the API, so it works from any machine that can
-reach the dashboard, not only from one that shares the cluster's disk.
+``submit`` validates the spec here and resolves what the job would read differently from
+another working directory (a relative results folder, a local network folder: both made
+absolute), then ships the validated spec as a file, ``spec.json``, in the job's
+``working_dir``: Ray's client uploads that folder with the submission and the job starts in
+it. (An environment variable cannot carry it: Linux caps one at 128 KiB, and a job whose
+environment is over that never leaves PENDING.) Specs over :data:`MAX_SPEC_BYTES` are refused
+before anything is sent. The job's entrypoint is this module run as a program
+(``python -m service.jobs run spec.json``), which reads the file, runs the pipeline (joining the
+job's own cluster with ``address="auto"``) and prints the report as one marker line
+(``CCM-REPORT-JSON {...}``) at the end of the job's logs. ``result`` reads that line back
+through the API, so it works from any machine that can reach the dashboard, not only from one
+that shares the cluster's disk.
+
+A spec with ``execution.mode = "in-process"`` is refused: submitted, it would run the whole job
+in the job's driver process on the head, on none of the cluster's workers. Pass
+``in_driver=True`` to mean exactly that.
 
 The token is read as Ray reads it (``RAY_AUTH_TOKEN``, else the file at ``RAY_AUTH_TOKEN_PATH``,
 else ``~/.ray/auth_token``) and sent on every request as ``Authorization: Bearer <token>``,
 which is what Ray's own client sends when ``RAY_AUTH_MODE=token``; here it is sent whatever
 ``RAY_AUTH_MODE`` says, and a cluster without token authentication ignores it.
+
+Addresses may carry credentials (``http://user:password@host:8265``, for a proxy in front of
+the dashboard): every message here prints them as ``***@``.
 """
 
 from __future__ import annotations
@@ -20,12 +32,13 @@ import asyncio
 import json
 import logging
 import os
+import re
 import secrets
 import shlex
 import socket
 import sys
+import tempfile
 import time
-import tomllib
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,13 +46,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from service.spec import SpecError, load_spec, parse_spec
+from service.spec import JobSpec, SpecError, load_spec, parse_spec
 
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
 MARKER = "CCM-REPORT-JSON "
-SPEC_ENV = "CCM_SPEC_TOML"
+SPEC_FILE = "spec.json"  # in the job's working_dir
 ORIGIN_ENV = "CCM_SPEC_ORIGIN"
-RESULTS_ENV = "CCM_RESULTS"
+# The largest spec submitted, as a file and as the validated JSON shipped. Ray's dashboard takes
+# uploads up to 100 MiB and its GCS up to its gRPC message size; a spec is a page of TOML, and
+# this leaves room for custom tasks with long domains while refusing a file given by mistake.
+MAX_SPEC_BYTES = 16 * 1024 * 1024
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 TOKEN_FIX = (
     "print the head's token with `ray get-auth-token` on the head node, then set RAY_AUTH_TOKEN "
@@ -48,7 +64,11 @@ TOKEN_FIX = (
 
 
 class JobError(RuntimeError):
-    """A job request that could not be served; the message says why and what to do."""
+    """A job request that could not be served; the message says why and what to do. Any
+    credentials in an address it quotes are redacted."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact(message))
 
 
 class JobNotFound(JobError):
@@ -60,6 +80,14 @@ class JobAuthError(JobError):
 
 
 # -- the address ------------------------------------------------------------------------------
+
+# scheme://user:password@ (or scheme://token@): the userinfo, up to the last "@" before the host.
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s?#]*@")
+
+
+def redact(text: str) -> str:
+    """``text`` with the credentials of every URL in it replaced by ``***``."""
+    return _USERINFO.sub(r"\1***@", text)
 
 
 def resolve_address(address: str | None = None) -> str:
@@ -87,8 +115,12 @@ def resolve_address(address: str | None = None) -> str:
     return address
 
 
-def _probe(url: str, timeout: float = 5.0) -> None:
-    # Fails fast (Ray's client has no timeout, so a dead host would hang it).
+def _probe(url: str, headers: dict[str, str], timeout: float = 5.0) -> None:
+    """Fail fast, with the reason, where Ray's client would hang or answer obscurely: it sets no
+    timeout, so a dead host, or a port that takes the connection and never answers in HTTP (the
+    GCS port, say), would hang it; and a server that is not Ray's gets a JSON error."""
+    import requests
+
     parts = urlsplit(url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
@@ -96,6 +128,28 @@ def _probe(url: str, timeout: float = 5.0) -> None:
             pass
     except OSError as exc:
         raise JobError(_unreachable(url, exc.strerror or str(exc))) from None
+    try:
+        r = requests.get(url + "/api/version", headers=headers, timeout=timeout)
+    except requests.Timeout:
+        raise JobError(_not_a_job_server(url, f"no HTTP answer in {timeout:g} s")) from None
+    except requests.RequestException as exc:
+        raise JobError(_not_a_job_server(url, f"no HTTP answer: {type(exc).__name__}")) from None
+    if r.status_code in (401, 403):
+        return  # a job server that wants a token: the client below says which and why
+    try:
+        version = r.json().get("ray_version") if r.status_code == 200 else None
+    except ValueError:
+        version = None
+    if not version:
+        raise JobError(_not_a_job_server(url, f"GET /api/version answered HTTP {r.status_code}"))
+
+
+def _not_a_job_server(url: str, why: str) -> str:
+    return (
+        f"{url} is not a Ray job server ({why}); jobs go to the head's dashboard port (8265 by "
+        "default), not to the port that `ray start --address` or ray.init take (6379, or 10001 "
+        "for ray://): give --address http://HEAD:8265"
+    )
 
 
 def _unreachable(url: str, why: str) -> str:
@@ -194,6 +248,12 @@ def _translated(conn_url: str, token: Token, job_id: str | None = None):
         raise JobAuthError(_auth_message(conn_url, token, status, body)) from None
     except (requests.exceptions.ConnectionError, ConnectionError) as exc:
         raise JobError(_unreachable(conn_url, type(exc).__name__)) from None
+    except requests.exceptions.RequestException as exc:
+        raise JobError(f"the job server at {conn_url} did not answer: {exc}") from None
+    except ValueError as exc:
+        # Ray's client: an answer that is not JSON, or a runtime environment it cannot send.
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise JobError(f"the request to the job server at {conn_url} failed: {first}") from None
     except RuntimeError as exc:
         if isinstance(exc, JobError):
             raise
@@ -220,8 +280,8 @@ def connect(address: str | None = None, token: str | None = None) -> _Conn:
 
     url = resolve_address(address)
     tok = Token(token, "the token given") if token else find_token()
-    _probe(url)
     headers = {"Authorization": f"Bearer {tok.value}"} if tok.value else {}
+    _probe(url, headers)
     with _translated(url, tok):
         # The constructor asks the server its version: an auth or connection error shows here.
         client = JobSubmissionClient(url, headers=headers)
@@ -245,38 +305,76 @@ def submit(
     python: str | None = None,
     entrypoint: str | None = None,
     submission_id: str | None = None,
+    in_driver: bool = False,
 ) -> str:
     """Validate the spec here, submit it, return the job id.
 
-    The spec's TOML travels inline in the runtime environment. A relative results folder is made
-    absolute against this process's working directory, as ``ccm run`` here would use it (the
-    cluster's own working directory is not this one). ``python`` is the interpreter that runs
-    the job on the cluster: by default this one (right for a local cluster on this venv; give
-    ``python`` for a cluster whose nodes install the project elsewhere). ``entrypoint`` replaces
-    the command altogether (tests use it)."""
+    The validated spec travels as ``spec.json`` in the job's working_dir, with its paths
+    resolved here (:func:`resolve_paths`); ``results`` overrides its results folder. A spec with
+    ``execution.mode = "in-process"`` is refused unless ``in_driver`` (then the whole job runs
+    in the job's driver on the head). ``python`` is the interpreter that runs the job on the
+    cluster: by default this one (right for a local cluster on this venv; give ``python`` for a
+    cluster whose nodes install the project elsewhere). ``entrypoint`` replaces the command
+    altogether (tests use it); it runs in the folder that holds ``spec.json``."""
     spec_path = Path(spec_path)
+    _check_size(spec_path, spec_path.stat().st_size if spec_path.is_file() else 0)
     spec = load_spec(spec_path)  # SpecError before anything reaches the cluster
-    if results is not None:
-        spec = spec.model_copy(update={"results": results})
-    results_dir = str(Path(spec.results).expanduser().absolute())
-    conn = connect(address, token)
-    command = entrypoint or f"{shlex.quote(python or sys.executable)} -m service.jobs run"
-    job_id = submission_id or f"ccm-{spec.name}-{secrets.token_hex(4)}"
-    runtime_env = {
-        "env_vars": {
-            SPEC_ENV: spec_path.read_text(),
-            ORIGIN_ENV: str(spec_path),
-            RESULTS_ENV: results_dir,
-            "PYTHONUNBUFFERED": "1",
-        }
-    }
-    with _translated(conn.url, conn.token):
-        return conn.client.submit_job(
-            entrypoint=command,
-            submission_id=job_id,
-            runtime_env=runtime_env,
-            metadata={"ccm_spec": spec.name},
+    spec = resolve_paths(spec, results)
+    if spec.execution.mode == "in-process" and not in_driver:
+        raise JobError(
+            f'{spec_path} has execution.mode = "in-process": submitted, the whole job would run '
+            "in the job's driver process on the head node, on none of the cluster's workers. "
+            'Set execution.mode = "cluster" to spread it over the cluster, or run it here with '
+            f"`ccm run {spec_path}`"
         )
+    payload = spec.model_dump_json(indent=1)
+    _check_size(spec_path, len(payload.encode()))
+    conn = connect(address, token)
+    command = entrypoint or (
+        f"{shlex.quote(python or sys.executable)} -m service.jobs run {SPEC_FILE}"
+    )
+    job_id = submission_id or f"ccm-{spec.name}-{secrets.token_hex(4)}"
+    with tempfile.TemporaryDirectory(prefix="ccm-submit-") as folder:
+        (Path(folder) / SPEC_FILE).write_text(payload)
+        runtime_env = {
+            # Ray's client zips the folder and uploads it with the submission; the job starts in
+            # its copy. Removing the folder after submit_job returns is safe.
+            "working_dir": folder,
+            "env_vars": {ORIGIN_ENV: str(spec_path), "PYTHONUNBUFFERED": "1"},
+        }
+        with _translated(conn.url, conn.token):
+            return conn.client.submit_job(
+                entrypoint=command,
+                submission_id=job_id,
+                runtime_env=runtime_env,
+                metadata={"ccm_spec": spec.name},
+            )
+
+
+def _check_size(spec_path: Path, size: int) -> None:
+    if size > MAX_SPEC_BYTES:
+        raise JobError(
+            f"{spec_path} is {size / 2**20:.1f} MiB, over the {MAX_SPEC_BYTES // 2**20} MiB a "
+            "submitted spec may be; a spec describes the task, it does not carry data: point "
+            "network.path at a folder the cluster can read instead of inlining anything large"
+        )
+
+
+def resolve_paths(spec: JobSpec, results: str | None = None) -> JobSpec:
+    """The spec as the job must see it from another working directory.
+
+    ``results`` (the argument, else the spec's) is made absolute against this process's
+    working directory, as ``ccm run`` here would use it: right for a cluster on this machine or
+    one that mounts the same shared folder at the same path; for any other, give an absolute
+    path as the cluster sees it. ``network.path`` is made absolute only where it names a folder
+    that exists here; otherwise it stays as written (a hub name, or a path on the cluster)."""
+    results_dir = Path(results if results is not None else spec.results).expanduser()
+    update: dict = {"results": str(results_dir.absolute())}
+    path = spec.network.path
+    if path is not None and Path(path).expanduser().exists():
+        absolute = str(Path(path).expanduser().resolve())
+        update["network"] = spec.network.model_copy(update={"path": absolute})
+    return spec.model_copy(update=update)
 
 
 def info(job_id: str, address: str | None = None, *, token: str | None = None) -> dict:
@@ -418,26 +516,28 @@ def cancel(
 
 
 def _job_main(argv: list[str]) -> int:
-    """The job's driver: the spec from the runtime environment, the pipeline, the marker."""
-    if argv != ["run"]:
-        print("usage: python -m service.jobs run   (the entrypoint of a submitted job)")
+    """The job's driver: the spec from the file submitted with it, the pipeline, the marker."""
+    if len(argv) != 2 or argv[0] != "run":
+        print(f"usage: python -m service.jobs run {SPEC_FILE}   (a submitted job's entrypoint)")
         return 2
     from service.pipeline import run
     from service.report import format_report
 
-    text = os.environ.get(SPEC_ENV)
-    origin = os.environ.get(ORIGIN_ENV, "the submitted spec")
+    path = Path(argv[1])
+    origin = os.environ.get(ORIGIN_ENV, str(path))
     try:
-        if text is None:
-            raise SpecError(f"{SPEC_ENV} is not set; submit jobs with `ccm submit SPEC`")
         try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise SpecError(f"{origin} is not valid TOML: {exc}") from None
+            data = json.loads(path.read_text())
+        except OSError as exc:
+            raise SpecError(
+                f"cannot read the submitted spec {path} ({exc.strerror}); submit jobs with "
+                "`ccm submit SPEC`"
+            ) from None
+        except ValueError as exc:
+            raise SpecError(f"the submitted spec {path} is not JSON: {exc}") from None
         spec = parse_spec(data, origin)
-        if os.environ.get(RESULTS_ENV):
-            spec = spec.model_copy(update={"results": os.environ[RESULTS_ENV]})
-        # In-process runs in this driver; any other mode joins the cluster the job runs on.
+        # In-process (submitted with in_driver) runs in this driver; any other mode joins the
+        # cluster the job runs on.
         address = None if spec.execution.mode == "in-process" else "auto"
         print(f"ccm job: {spec.name}, mode {spec.execution.mode}, results {spec.results_dir()}")
         report = run(spec, address=address)
