@@ -10,7 +10,7 @@ TORCH_INDEX ?=
 export OMP_WAIT_POLICY := PASSIVE
 export NUMBA_NUM_THREADS ?= 1
 
-.PHONY: setup demo demo-boolean demo-authors test lint bench clean
+.PHONY: setup demo demo-table demo-boolean demo-authors test lint bench clean
 
 setup: $(VENV)/.installed
 
@@ -23,6 +23,10 @@ $(VENV)/.installed: pyproject.toml
 
 demo: setup
 	$(BIN)/ccm run examples/arithmetic.toml
+
+# Rewrites the demo tables of README.md and bench/RESULTS.md from the last `make demo`.
+demo-table: setup
+	$(BIN)/python bench/demo_table.py results/arithmetic/report.json --update
 
 demo-boolean: setup
 	$(BIN)/ccm run examples/boolean.toml
