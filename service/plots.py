@@ -1,4 +1,4 @@
-"""Pictures of results: the strength-faithfulness frontier."""
+"""Pictures of results: the strength-faithfulness frontier and the partition of the inputs."""
 
 from __future__ import annotations
 
@@ -9,18 +9,52 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; no display on a server or in CI
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.colors import ListedColormap, to_rgba  # noqa: E402
 
 from solver import Frontier  # noqa: E402
 
+# What the figures can be saved as here: raster through Agg and Pillow, vector through
+# matplotlib's own backends (pgf is left out: it needs a LaTeX installation).
+PLOT_FORMATS = ("png", "pdf", "svg", "svgz", "eps", "ps", "jpg", "jpeg", "tif", "tiff", "webp")
+FALLBACK_COLOUR = "#dddddd"
 
-def plot_frontier(
-    combined: Frontier, singles: Mapping[str, Frontier], path: str | Path, n_inputs: int
-) -> Path:
-    """Strength against floor for the combination and for each candidate alone."""
+
+def check_plot_path(path: str | Path) -> Path:
+    """Refuse a file name whose extension is not a format the plots can be written in, so a
+    long solve never ends in a plot it cannot save."""
+    p = Path(path)
+    ext = p.suffix.lower().lstrip(".")
+    if ext not in PLOT_FORMATS:
+        what = f"extension .{ext}" if ext else "no extension"
+        raise ValueError(
+            f"{path} has {what}; a plot is written as one of {', '.join(PLOT_FORMATS)}: give a "
+            "file name such as frontier.png"
+        )
+    return p
+
+
+def model_colours(n: int) -> list[tuple[float, float, float, float]]:
+    """``n`` distinct colours, one per model: tab10 up to 10, tab20 up to 20, then evenly
+    spaced along a continuous map, so that no two models share a colour however many."""
+    if n <= 10:
+        colours = plt.get_cmap("tab10").colors[:n]
+    elif n <= 20:
+        colours = plt.get_cmap("tab20").colors[:n]
+    else:
+        colours = plt.get_cmap("turbo")(np.linspace(0.05, 0.95, n))
+    return [to_rgba(c) for c in colours]
+
+
+def frontier_figure(
+    combined: Frontier, singles: Mapping[str, Frontier], n_inputs: int
+) -> plt.Figure:
+    """The figure ``plot_frontier`` saves: strength against floor for the combination (black)
+    and for each candidate alone (one distinct colour each)."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
     ax.plot(combined.floors, combined.strengths, "o-", lw=2.5, color="black", label="combined")
-    for name, single in singles.items():
-        ax.plot(single.floors, single.strengths, ".--", lw=1, label=name)
+    for (name, single), colour in zip(singles.items(), model_colours(len(singles))):
+        ax.plot(single.floors, single.strengths, ".--", lw=1, color=colour, label=name)
     ax.set_xlabel("faithfulness floor λ (IIA)")
     ax.set_ylabel(f"strength (inputs explained, of {n_inputs})")
     ax.set_title(f"strength-faithfulness frontier ({combined.semantics}, {combined.floor_scope})")
@@ -29,50 +63,72 @@ def plot_frontier(
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
+    return fig
+
+
+def plot_frontier(
+    combined: Frontier, singles: Mapping[str, Frontier], path: str | Path, n_inputs: int
+) -> Path:
+    """Draw ``frontier_figure`` to ``path``."""
+    fig = frontier_figure(combined, singles, n_inputs)
     path = Path(path)
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
 
 
-def plot_partition(partition, task, path: str | Path) -> Path:
-    """Which model explains each input. Tasks with three small input variables (arithmetic)
-    get one X-by-Y panel per Z value; others a strip of inputs in index order."""
-    from matplotlib.colors import ListedColormap
-
+def partition_figure(partition, task) -> plt.Figure:
+    """The figure ``plot_partition`` saves: which model explains each input, one colour per
+    model and grey for the fallback. Tasks with three small input variables (arithmetic) get
+    one panel per value of the third, rows and columns the first two; others a strip of inputs
+    in index order."""
     names = ["fallback", *partition.models]
     codes = partition.assignment + 1
-    cmap = ListedColormap(["#dddddd", *plt.get_cmap("tab10").colors[: len(partition.models)]])
+    cmap = ListedColormap([to_rgba(FALLBACK_COLOUR), *model_colours(len(partition.models))])
     inputs = list(task.inputs)
     sizes = [len(task.inputs[v]) for v in inputs]
+    legend_rows = -(-len(names) // 4)
+    legend_in = 0.25 + 0.17 * legend_rows  # inches below the panels for the legend
     if len(inputs) == 3 and max(sizes) <= 12:
         nx, ny, nz = sizes
         grid = codes.reshape(nx, ny, nz)
         cols = min(nz, 5)
         rows = -(-nz // cols)
-        fig, axes = plt.subplots(
-            rows, cols, figsize=(1.9 * cols + 0.6, 2.4 * rows + 1.0), squeeze=False
-        )
+        height = 2.6 * rows + 0.6 + legend_in
+        fig, axes = plt.subplots(rows, cols, figsize=(1.9 * cols + 0.6, height), squeeze=False)
         for z, ax in enumerate(axes.flat):
-            ax.set_xticks([])
-            ax.set_yticks([])
             if z >= nz:
                 ax.set_visible(False)
                 continue
             ax.imshow(grid[:, :, z], cmap=cmap, vmin=0, vmax=len(names) - 1)
             ax.set_title(f"{inputs[2]}={task.inputs[inputs[2]][z]}", fontsize=8)
-        axes[0][0].set_ylabel(f"{inputs[0]} (rows) × {inputs[1]} (cols)", fontsize=7)
+            # Tick labels are the variables' values, so each cell reads as one input; the
+            # variables name the outer axes, as the panels share them.
+            ax.set_xticks(range(ny), [str(v) for v in task.inputs[inputs[1]]], fontsize=5)
+            ax.set_yticks(range(nx), [str(v) for v in task.inputs[inputs[0]]], fontsize=5)
+            if z + cols >= nz:
+                ax.set_xlabel(inputs[1], fontsize=7)
+            if z % cols == 0:
+                ax.set_ylabel(inputs[0], fontsize=7)
     else:
-        fig, ax = plt.subplots(figsize=(10, 1.6))
+        height = 1.9 + legend_in
+        fig, ax = plt.subplots(figsize=(10, height))
         ax.imshow(codes[None, :], cmap=cmap, vmin=0, vmax=len(names) - 1, aspect="auto")
         ax.set_yticks([])
         ax.set_xlabel("input index")
+        ax.set_ylabel("model", fontsize=7)
     handles = [plt.Rectangle((0, 0), 1, 1, color=cmap(k)) for k in range(len(names))]
     fig.legend(handles, names, loc="lower center", ncol=min(len(names), 4), fontsize=7)
     fig.suptitle(
         f"partition at floor {partition.floor} (strength {partition.strength})", fontsize=9
     )
-    fig.tight_layout(rect=(0, 0.1, 1, 0.94))
+    fig.tight_layout(rect=(0, legend_in / height, 1, 1 - 0.35 / height))
+    return fig
+
+
+def plot_partition(partition, task, path: str | Path) -> Path:
+    """Draw ``partition_figure`` to ``path``."""
+    fig = partition_figure(partition, task)
     path = Path(path)
     fig.savefig(path, dpi=110)
     plt.close(fig)
