@@ -1,4 +1,5 @@
-"""Test tiers: every test carries exactly one of the tier markers below, or collection fails."""
+"""Test tiers: every test carries exactly one of the tier markers below, or collection fails
+(tests/test_tiers.py holds the hook to that)."""
 
 from __future__ import annotations
 
@@ -32,14 +33,27 @@ def pytest_configure(config):
     torch.set_num_threads(1)
 
 
+def tier_problems(items) -> list[str]:
+    """One line per test without exactly one tier: a test with none runs in no tier's budget,
+    one with two is counted (and selected with -m) twice."""
+    problems = []
+    for item in items:
+        tiers = [t for t in TIERS if item.get_closest_marker(t)]
+        if not tiers:
+            problems.append(f"{item.nodeid}: no tier")
+        elif len(tiers) > 1:
+            problems.append(f"{item.nodeid}: {len(tiers)} tiers ({', '.join(tiers)}); keep one")
+    return problems
+
+
 def pytest_collection_modifyitems(config, items):
-    untiered = [item.nodeid for item in items if not any(item.get_closest_marker(t) for t in TIERS)]
-    if untiered:
+    problems = tier_problems(items)
+    if problems:
         raise pytest.UsageError(
-            "every test needs a tier marker ("
+            "every test needs exactly one tier marker ("
             + ", ".join(TIERS)
-            + "); missing on:\n  "
-            + "\n  ".join(untiered)
+            + "):\n  "
+            + "\n  ".join(problems)
         )
     try:
         import torch
