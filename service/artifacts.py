@@ -323,9 +323,14 @@ class ResultsFolder:
 
     def dir_problem(self, rel: str) -> str | None:
         """As ``problem``, for a folder artifact: every file recorded and unchanged, no other."""
+        found = self._dir_check(rel)
+        return None if found is None else f"{found[0]}: {found[1]}"
+
+    def _dir_check(self, rel: str) -> tuple[str, str] | None:
+        """(the file at fault, what is wrong with it), or None when the folder checks out."""
         path = self.path(rel)
         if not path.is_dir():
-            return "absent"
+            return rel, "absent"
         prefix = rel.rstrip("/") + "/"
         recorded = {n[len(prefix) :] for n in self.entries if n.startswith(prefix)}
         present = set()
@@ -335,26 +340,31 @@ class ResultsFolder:
             if not p.is_dir():
                 present.add(p.relative_to(path).as_posix())
         if not recorded:
-            return "not in the manifest (written by an interrupted run, or by hand)"
+            return rel, "not in the manifest (written by an interrupted run, or by hand)"
         if present != recorded:
             extra, missing = sorted(present - recorded), sorted(recorded - present)
-            return f"its files differ from the manifest's (extra {extra}, missing {missing})"
+            return rel, f"different from the manifest's files (extra {extra}, missing {missing})"
         for name in sorted(recorded):
             why = self.problem(f"{prefix}{name}")
             if why is not None:
-                return f"{name} {why}"
+                return f"{prefix}{name}", why
         return None
 
     def reusable(self, rel: str, *, folder: bool = False) -> bool:
         """Whether a stage may reuse the artifact. One that is there but fails its check is
-        removed, with a log line naming it, so that the stage recomputes it."""
-        why = self.dir_problem(rel) if folder else self.problem(rel)
-        if why is None:
+        removed, with a log line naming the file at fault, so that the stage recomputes it."""
+        found = self._dir_check(rel) if folder else self._file_check(rel)
+        if found is None:
             return True
+        culprit, why = found
         if why != "absent":
-            self.log(f"artifacts: {self.path(rel)} is {why}; recomputing it")
+            self.log(f"artifacts: {self.path(culprit)} is {why}; recomputing {self.path(rel)}")
             self.remove(rel)
         return False
+
+    def _file_check(self, rel: str) -> tuple[str, str] | None:
+        why = self.problem(rel)
+        return None if why is None else (rel, why)
 
     def read_bytes(self, rel: str) -> bytes:
         """An artifact's bytes, checked against the manifest (the bytes read are the bytes
