@@ -342,13 +342,31 @@ def submit(
             "working_dir": folder,
             "env_vars": {ORIGIN_ENV: str(spec_path), "PYTHONUNBUFFERED": "1"},
         }
-        with _translated(conn.url, conn.token):
+        # Ray's client logs the package's temporary folder and upload at INFO: not news here.
+        with _translated(conn.url, conn.token), _quiet(*_UPLOAD_LOGGERS):
             return conn.client.submit_job(
                 entrypoint=command,
                 submission_id=job_id,
                 runtime_env=runtime_env,
                 metadata={"ccm_spec": spec.name},
             )
+
+
+_UPLOAD_LOGGERS = ("ray.dashboard.modules.dashboard_sdk", "ray._private.runtime_env.packaging")
+
+
+@contextmanager
+def _quiet(*names: str) -> Iterator[None]:
+    """Ray's loggers ``names`` at WARNING while inside."""
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 def _check_size(spec_path: Path, size: int) -> None:
@@ -408,25 +426,22 @@ def logs(
             text = conn.client.get_job_logs(job_id)
         yield text
         return
-    # Ray's client logs "WebSocket closed ..." at INFO when the job ends; not news here.
-    sdk_logger = logging.getLogger("ray.dashboard.modules.job.sdk")
-    level = sdk_logger.level
-    sdk_logger.setLevel(logging.WARNING)
     loop = asyncio.new_event_loop()
     stream = conn.client.tail_job_logs(job_id)
-    try:
-        while True:
-            with _translated(conn.url, conn.token, job_id), warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)  # aiohttp on Ray's ssl=None
-                try:
-                    chunk = loop.run_until_complete(stream.__anext__())
-                except StopAsyncIteration:
-                    return
-            yield chunk
-    finally:
-        loop.run_until_complete(stream.aclose())
-        loop.close()
-        sdk_logger.setLevel(level)
+    # Ray's client logs "WebSocket closed ..." at INFO when the job ends; not news here.
+    with _quiet("ray.dashboard.modules.job.sdk"):
+        try:
+            while True:
+                with _translated(conn.url, conn.token, job_id), warnings.catch_warnings():
+                    warnings.simplefilter("ignore", DeprecationWarning)  # aiohttp, ssl=None
+                    try:
+                        chunk = loop.run_until_complete(stream.__anext__())
+                    except StopAsyncIteration:
+                        return
+                yield chunk
+        finally:
+            loop.run_until_complete(stream.aclose())
+            loop.close()
 
 
 def wait(

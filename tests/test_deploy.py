@@ -387,3 +387,5 @@ def test_every_ccm_command_is_real_and_its_spec_loads():
             assert args.address and args.address.startswith("http")
             # The job runs on the cluster's Python, not the submitting machine's interpreter.
             assert args.python == "python", f"{where}: give --python python"
+            # `ccm submit` refuses an in-process spec: it would run in the job's driver alone.
+            assert spec.execution.mode != "in-process", f"{where}: submits an in-process spec"
