@@ -240,7 +240,9 @@ def _tie_break(
     node_limit: int | None,
     log: _Log,
 ) -> np.ndarray:
-    """Phase 2: the highest total IIA at the proven maximal strength (best effort)."""
+    """Phase 2: the highest total IIA at the proven maximal strength (best effort, at most
+    ``node_limit`` nodes and ``TIE_BREAK_SECONDS``). Its partition is used only when the
+    node limit or a proof ended it, never when the clock did."""
     left = _remaining(deadline)
     cap = TIE_BREAK_SECONDS if left is None else min(left, TIE_BREAK_SECONDS)
     strength = _strength(assign)
@@ -248,7 +250,6 @@ def _tie_break(
         return assign
     if cap < 0.05:
         log.note("tie-break skipped (no time left)")
-        log.capped.append("tie-break")
         return assign
     kwargs = dict(
         time_limit=cap,
@@ -262,7 +263,13 @@ def _tie_break(
     else:
         res = milp_pulp(a, floor, scope, solver=solver, **kwargs)
     if res.timed_out:
-        log.capped.append("tie-break")
+        # A partition the clock picked would differ between machines: keep the phase-1
+        # partition (which the budget determines) instead.
+        log.note(
+            f"tie-break stopped by its {cap:.1f} s time cap: not used, so that the "
+            "answer stays reproducible"
+        )
+        return assign
     if res.assign is None:
         log.note(f"tie-break: no incumbent ({res.status})")
         return assign
@@ -299,11 +306,8 @@ def _finish(
         if found:  # pragma: no cover - repair always ends feasible
             raise RuntimeError(f"per-input partition still infeasible: {found}")
     if log.capped:
-        log.note(
-            "the time limit cut short: "
-            + ", ".join(dict.fromkeys(log.capped))
-            + " (this result depends on the machine's speed)"
-        )
+        where = ", ".join(dict.fromkeys(log.capped))
+        log.note(f"the time limit cut short: {where} (this result depends on the machine's speed)")
     cert = Certificate.build(
         method=method,
         solver=solver,
