@@ -175,6 +175,20 @@ class ResultsFolder:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
         self._lock_fd = fd
+        self._drop_temp_files()
+
+    def _drop_temp_files(self) -> None:
+        """Temp files a killed job left behind (never renamed into place). Only under the
+        lock: no other job is writing one now."""
+        for dirpath, dirnames, filenames in os.walk(self.root, followlinks=False):
+            for name in dirnames + filenames:
+                if (name.startswith(".") and name.endswith(".tmp")) or name.startswith(".tmp-"):
+                    path = Path(dirpath) / name
+                    if path.is_dir() and not path.is_symlink():
+                        shutil.rmtree(path)
+                        dirnames.remove(name)
+                    else:
+                        path.unlink(missing_ok=True)
 
     def unlock(self) -> None:
         if self._lock_fd is not None:

@@ -184,9 +184,13 @@ def test_a_second_job_on_a_locked_folder_is_told_who_holds_it(tmp_path):
             ResultsFolder(tmp_path, lambda s: None).lock()
     finally:
         first.unlock()
+    # Free once the first job ends; the next job clears the temp files a killed one left.
+    (tmp_path / ".pairs-000000-000010.npy.x1y2.tmp").write_bytes(b"half a shard")
+    (tmp_path / ".network-k.abc.tmp").mkdir()
     second = ResultsFolder(tmp_path, lambda s: None)
-    second.lock()  # free once the first job ends
+    second.lock()
     second.unlock()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".lock"]
 
 
 NODE = {"Alive": True, "NodeManagerAddress": "10.0.0.1"}
@@ -216,3 +220,27 @@ def test_network_ref_passes_hub_names_through(tmp_path, monkeypatch):
     (tmp_path / "net").mkdir()
     assert network_ref("net") == str(tmp_path / "net")
     assert network_ref("openai-community/gpt2") == "openai-community/gpt2"
+
+
+@pytest.mark.unit
+def test_network_identity_follows_weights_and_code_version(random_net, task_ids, monkeypatch):
+    import copy
+
+    import torch
+
+    from intervention.network import network_digest
+    from service import artifacts
+    from service.keys import network_identity
+
+    _, _, ids = task_ids
+    same = copy.deepcopy(random_net)
+    assert network_digest(same) == network_digest(random_net)
+    with torch.no_grad():
+        next(same.parameters())[0, 0] += 1e-3  # one weight of a network.path folder changed
+    assert network_digest(same) != network_digest(random_net)
+    weights = network_digest(random_net)
+    assert network_identity(weights, ids) != network_identity(weights, ids.flip(1))
+    # A new artifact format or meaning: every key changes.
+    before = artifacts.key("alignment", x=1)
+    monkeypatch.setattr(artifacts, "ARTIFACT_VERSION", artifacts.ARTIFACT_VERSION + 1)
+    assert artifacts.key("alignment", x=1) != before
