@@ -9,8 +9,6 @@ the command line too (a cluster's address) is checked by ``require_address``."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import re
 import tomllib
@@ -378,11 +376,13 @@ class JobSpec(Strict):
         return Path(self.results) / self.name
 
     def digest(self, *fields: str) -> str:
-        """A digest of the named parts of the spec: a stage's artifacts are keyed by the parts
-        they depend on, so changing the solve never retrains a network."""
+        """A digest of the named parts of the spec, by the project's one digest function
+        (``intervention.digest``). Artifact keys also cover what a spec names but does not
+        hold (a built-in task's content, a network folder's weights): see ``service.keys``."""
+        from intervention.digest import digest
+
         data = self.model_dump(mode="json")
-        picked = {f: data[f] for f in fields}
-        return hashlib.sha256(json.dumps(picked, sort_keys=True).encode()).hexdigest()[:12]
+        return digest({f: data[f] for f in fields})
 
 
 def load_spec(path: str | Path) -> JobSpec:
