@@ -5,7 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-from intervention.das import Alignment, AlignmentError, DASSettings, train_alignment
+from intervention.das import (
+    Alignment,
+    AlignmentError,
+    DASSettings,
+    split_inputs,
+    train_alignment,
+)
 from intervention.engine import InterchangeEngine, Site, SiteError
 from intervention.network import (
     NetworkError,
@@ -57,26 +63,63 @@ def test_engine_matches_a_hooked_full_forward(task_ids, random_net, layer, posit
     ref = _hooked_logits(random_net, ids[base], layer, pos, engine.cache[source], rotation)
     assert (got - ref).abs().max().item() <= 1e-5
     assert torch.equal(got.argmax(-1), ref.argmax(-1))
+    # The patch moved nearly every row ten times further than that tolerance: the match is not
+    # two no-ops agreeing.
+    moved = (got - engine.base_logits(base)).abs().amax(-1)
+    assert (moved > 1e-4).float().mean().item() > 0.9
     # The split network without a patch is the network.
     with torch.no_grad():
         full = random_net(input_ids=ids).logits
     assert (engine.base_logits() - full).abs().max().item() <= 1e-5
 
 
+def _balanced_labels(predictions: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Labels that the predictions match on even pairs and miss on odd ones, so that a run of
+    successes is half True, half False, and any slip in the engine shows."""
+    hit = np.arange(len(predictions)) % 2 == 0
+    return np.where(hit, predictions, (predictions + 1) % n_classes), hit
+
+
 @pytest.mark.integration
-def test_successes_do_not_depend_on_batching(task_ids, random_net):
-    _, _, ids = task_ids
+def test_successes_are_the_oracles_argmax_matches_at_any_batching(task_ids, random_net):
+    task, _, ids = task_ids
     rng = np.random.default_rng(0)
     base, source = rng.integers(0, 1000, 500), rng.integers(0, 1000, 500)
-    labels = rng.integers(0, 28, 500)
-    rotation = torch.linalg.qr(torch.randn(6 * 32, 4))[0]
-    a = InterchangeEngine(random_net, ids, Site(0), batch_size=64).successes(
-        base, source, rotation, labels
-    )
-    b = InterchangeEngine(random_net, ids, Site(0), batch_size=500).successes(
-        base, source, rotation, labels
-    )
-    assert np.array_equal(a, b)
+    rotation = torch.linalg.qr(torch.randn(6 * 32, 4, generator=torch.Generator().manual_seed(3)))[
+        0
+    ]
+    # The oracle: the full forward with the site patched by a hook.
+    engine = InterchangeEngine(random_net, ids, Site(0), batch_size=500)
+    hs = engine.cache[torch.as_tensor(source)]
+    oracle = _hooked_logits(random_net, ids[base], 0, list(range(6)), hs, rotation)
+    labels, expected = _balanced_labels(oracle.argmax(-1).numpy(), len(task.classes))
+    assert expected.mean() == 0.5
+    for batch_size in (1, 64, 500):
+        got = InterchangeEngine(random_net, ids, Site(0), batch_size=batch_size).successes(
+            base, source, rotation, labels
+        )
+        assert np.array_equal(got, expected), batch_size
+
+
+@pytest.mark.integration
+def test_full_rank_patch_is_the_source_and_a_self_patch_is_the_base(task_ids, random_net):
+    _, _, ids = task_ids
+    with torch.no_grad():
+        full = random_net(input_ids=ids).logits
+    base, source = torch.arange(0, 200), torch.arange(999, 799, -1)
+    for layer in (-1, 1):
+        engine = InterchangeEngine(random_net, ids, Site(layer))
+        identity = torch.eye(engine.dim)  # the whole site, every position
+        with torch.no_grad():
+            swapped = engine.patched_logits(base, source, identity)
+            kept = engine.patched_logits(base, base, identity[:, :5])
+        # Replacing the whole residual stream at the site is running the source.
+        assert (swapped - full[source]).abs().max().item() <= 1e-5
+        assert torch.equal(swapped.argmax(-1), full[source].argmax(-1))
+        assert (kept - full[base]).abs().max().item() <= 1e-5
+        # Every base's logits are far from its source's (this untrained network predicts one
+        # class everywhere, so argmax alone would tell nothing): the checks above can fail.
+        assert (full[source] - full[base]).abs().amax(-1).min().item() > 1e-3
 
 
 @pytest.mark.unit
@@ -117,7 +160,22 @@ def test_trained_network_and_das_find_the_sum_at_the_embeddings(task_ids, traine
         DASSettings(rank=16, steps=150),
     )
     assert alignment.held_out_iia > 0.8
+    # Measured where it tells: held-out pairs whose counterfactual label differs from the base
+    # label, so a network that ignored the patch would score 0 on every one of them.
     rot = alignment.rotation
+    _, held = split_inputs(task.n_inputs, 0.2, 0)
+    rng = np.random.default_rng(1)
+    b, s = rng.choice(held, 4000), rng.choice(held, 4000)
+    cf = task.counterfactual_labels(model, b, s)
+    informative = cf != task.labels()[b]
+    b, s, cf = b[informative], s[informative], cf[informative]
+    assert len(b) > 3000
+    trained_iia = engine.successes(b, s, rot, cf).mean()
+    control = torch.linalg.qr(
+        torch.randn(engine.dim, 16, generator=torch.Generator().manual_seed(0))
+    )[0]
+    control_iia = engine.successes(b, s, control, cf).mean()
+    assert trained_iia >= 0.8 and control_iia <= 0.2, (trained_iia, control_iia)
     assert torch.allclose(rot.T @ rot, torch.eye(16), atol=1e-4)
     alignment.save(tmp_path / "align")
     back = Alignment.load(tmp_path / "align", "arith", alignment.network_digest)
@@ -140,5 +198,9 @@ def test_engine_on_cuda_matches_cpu(task_ids, random_net):
     a = cpu.patched_logits(base, source, rotation)
     b = gpu.patched_logits(base, source, rotation.to("cuda")).cpu()
     assert (a - b).abs().max().item() <= 1e-4
-    labels = a.argmax(-1).numpy()
-    assert gpu.successes(base.numpy(), source.numpy(), rotation, labels).mean() > 0.99
+    labels, expected = _balanced_labels(a.argmax(-1).numpy(), a.shape[-1])
+    got = gpu.successes(base.numpy(), source.numpy(), rotation, labels)
+    # Exact, except where the CPU's top two logits are closer than the devices differ.
+    top2 = a.topk(2, dim=-1).values
+    tie = ((top2[:, 0] - top2[:, 1]) < 2e-4).numpy()
+    assert np.array_equal(got[~tie], expected[~tie]) and tie.mean() < 0.05
