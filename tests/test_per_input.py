@@ -239,7 +239,7 @@ def test_bad_warm_start_is_dropped_with_a_note(method, warm, reason):
     assign, cert = solve_per_input(a, 0.8, method=method, solver="highs", warm_start=warm)
     assert not problems(a, assign, 0.8, "per-model")
     assert cert.status == "optimal"
-    assert re.search("warm start dropped: " + reason, cert.note), cert.note
+    assert "warm start dropped: " in cert.note and re.search(reason, cert.note), cert.note
 
 
 @pytest.mark.integration
