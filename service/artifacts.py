@@ -176,6 +176,8 @@ class ResultsFolder:
         os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
         self._lock_fd = fd
         self._drop_temp_files()
+        # Read again under the lock: a job that held the folder until now may have added to it.
+        self.entries = self._read_manifest()
 
     def _drop_temp_files(self) -> None:
         """Temp files a killed job left behind (never renamed into place). Only under the
