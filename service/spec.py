@@ -351,6 +351,13 @@ class JobSpec(Strict):
         )
         if problem:
             raise ValueError(f"pairs: {problem}")
+        # DAS trains on the inputs not held out (split as intervention.das.split_inputs does).
+        training = n - round(n * self.das.held_out)
+        if training < 2:
+            raise ValueError(
+                f"das.held_out = {self.das.held_out} leaves {training} of the task's {n} inputs "
+                "to train the alignments on; DAS needs at least 2: lower das.held_out"
+            )
         return self
 
     @model_validator(mode="after")

@@ -145,6 +145,14 @@ def test_pair_designs_fit_the_task():
 
 
 @pytest.mark.unit
+def test_das_keeps_enough_inputs_to_train_on():
+    spec = _custom(inputs={"A": [0, 1], "B": [0, 1]})
+    spec = {**spec, "pairs": {"partners": 3}}
+    _refused({**spec, "das": {"held_out": 0.7}}, "leaves 1 of the task's 4 inputs", "lower das")
+    assert parse_spec({**spec, "das": {"held_out": 0.5}}).das.held_out == 0.5
+
+
+@pytest.mark.unit
 def test_sites_fit_a_network_trained_from_the_spec():
     _refused(_base(sites=[{"layer": 2}]), "sites.0.layer = 2", "choose -1 (embeddings) to 1")
     _refused(_base(sites=[{"layer": 0}, {"layer": 5}]), "sites.1.layer = 5")
