@@ -49,12 +49,20 @@ def main() -> None:
     p.add_argument("time_limit", nargs="?", type=float, default=60.0)
     p.add_argument("--floors", default=",".join(str(f) for f in TARGETS))
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--moves", type=int, default=None, help="annealing moves (default: 2 cycles)")
     args = p.parse_args()
     w = load_w()
     print(f"{'floor':>6} {'strength':>8} {'target':>6} {'seconds':>8} feasible")
     for floor in (float(f) for f in args.floors.split(",")):
         t0 = time.perf_counter()
-        a = improve_pairwise(w, floor, "per-model", time_limit=args.time_limit, seed=args.seed)
+        a = improve_pairwise(
+            w,
+            floor,
+            "per-model",
+            time_limit=args.time_limit,
+            seed=args.seed,
+            max_moves=args.moves,
+        )
         dt = time.perf_counter() - t0
         print(
             f"{floor:6.3f} {int((a >= 0).sum()):8d} {TARGETS.get(floor, 0):6d} {dt:8.1f} "
