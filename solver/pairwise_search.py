@@ -536,8 +536,6 @@ def search_pairwise(
         best_a[:] = a
 
     result = best_a.copy()
-    if int((result >= 0).sum()) < int((base >= 0).sum()) or not _feasible(
-        w, result, floor, scope
-    ):
+    if int((result >= 0).sum()) < int((base >= 0).sum()) or not _feasible(w, result, floor, scope):
         result = base
     return SearchResult(result, done, budget, capped)
