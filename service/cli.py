@@ -95,6 +95,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
         max_models=args.max_models,
         min_cell=args.min_cell,
         seed=args.seed,
+        budget=args.budget,
     )
     _, models, fallback = solver.prepare(data, candidates, args.fallback)
     print(
@@ -131,6 +132,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
             max_models=args.max_models,
             min_cell=args.min_cell,
             seed=args.seed,
+            budget=args.budget,
         )
         for name in models:
             singles[name] = single_solver.frontier(
@@ -279,6 +281,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--solver", default="highs", help="highs (default), cbc, or a PuLP solver name")
     s.add_argument("--seed", type=int, default=0, help="seed of the randomised searches")
+    s.add_argument(
+        "--budget",
+        type=int,
+        help="auto's work per floor: annealing moves (pairwise) or MILP nodes (per-input); "
+        "the default follows from the instance's size, so seed + budget repeat exactly",
+    )
     s.add_argument("--json", help="write the results here")
     s.add_argument("--plot", help="draw the frontier here (PNG), with each candidate alone")
     s.set_defaults(func=cmd_solve)

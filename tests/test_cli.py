@@ -131,3 +131,27 @@ def test_bad_file_exits_2(tmp_path, capsys):
     np.savez(bad, weights=w, models=np.array(["a"]))
     assert main(["solve", str(bad), "--method", "greedy"]) == 2
     assert "NaN" in capsys.readouterr().err
+
+
+@pytest.mark.integration
+def test_solve_budget_repeats_exactly_under_any_time_limit(tmp_path):
+    # The search stops at its move budget, not at the clock: two very different time limits
+    # (both above what the budget needs) give the same partition, and the certificate says so.
+    docs = []
+    for limit in ("30", "300"):
+        out = tmp_path / f"out{limit}.json"
+        args = ["solve", str(BUNDLED_DATA), "--candidates", "(X+Y)+Z,X+(Y+Z)"]
+        args += ["--floors", "0.95", "--budget", "300000", "--time-limit", limit]
+        assert main([*args, "--seed", "3", "--json", str(out)]) == 0
+        docs.append(json.loads(out.read_text())["results"][0])
+    assert docs[0]["assignment"] == docs[1]["assignment"]
+    for doc in docs:
+        assert doc["certificate"]["budget"] == 300000 and doc["certificate"]["capped"] is False
+    assert [d["certificate"]["time_limit"] for d in docs] == [30.0, 300.0]
+
+
+@pytest.mark.unit
+def test_solve_refuses_a_budget_below_one(small_file, capsys):
+    code = main(["solve", str(small_file), "--budget", "0"])
+    assert code != 0
+    assert "budget" in capsys.readouterr().err
