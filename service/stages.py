@@ -7,7 +7,8 @@ recomputed, with a log line naming it. Workers compute; the stages write."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -274,16 +275,11 @@ def solve_stage(ctx: JobContext, data, log: Log):
     return combined, singles
 
 
-def timed(ctx: JobContext, name: str):
-    """A context manager that records a stage's seconds in ``ctx.timings[name]``."""
-    from contextlib import contextmanager
-
-    @contextmanager
-    def clock():
-        mark = time.perf_counter()
-        try:
-            yield
-        finally:
-            ctx.timings[name] = round(time.perf_counter() - mark, 2)
-
-    return clock()
+@contextmanager
+def timed(ctx: JobContext, name: str) -> Iterator[None]:
+    """Record the seconds a stage takes in ``ctx.timings[name]``."""
+    mark = time.perf_counter()
+    try:
+        yield
+    finally:
+        ctx.timings[name] = round(time.perf_counter() - mark, 2)
