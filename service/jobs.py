@@ -137,9 +137,10 @@ def _probe(url: str, headers: dict[str, str], timeout: float = 5.0) -> None:
     if r.status_code in (401, 403):
         return  # a job server that wants a token: the client below says which and why
     try:
-        version = r.json().get("ray_version") if r.status_code == 200 else None
+        body = r.json() if r.status_code == 200 else None
     except ValueError:
-        version = None
+        body = None
+    version = body.get("ray_version") if isinstance(body, dict) else None
     if not version:
         raise JobError(_not_a_job_server(url, f"GET /api/version answered HTTP {r.status_code}"))
 

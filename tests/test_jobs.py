@@ -66,18 +66,19 @@ def no_token(tmp_path, monkeypatch):
 
 
 def small_spec(tmp_path: Path, **changes: str) -> Path:
-    """The small example, smaller: results under tmp_path, DAS 30 steps, 4 partners, one floor,
-    in-process (submitted with ``in_driver``: no Ray workers of its own). The network: the
-    folder ``network`` if given, else a 1-layer network trained for 60 epochs (the jobs test
-    the plumbing, not the network: accuracy floor 0.5). ``pad`` appends that many bytes of
-    comment."""
+    """The small example, smaller: results under tmp_path, one candidate and the fallback,
+    DAS 10 steps, 4 partners, one floor, in-process (submitted with ``in_driver``: no Ray
+    workers of its own). The network: the folder ``network`` if given, else a 1-layer network
+    trained for 60 epochs (the jobs test the plumbing, not the network: accuracy floor 0.5).
+    ``pad`` appends that many bytes of comment."""
     text = EXAMPLE.read_text()
     edits = {
         r"^results = .*$": f'results = "{changes.get("results", tmp_path / "results")}"',
+        r"^\[task\]$": 'candidates = ["(X+Y)+Z"]\n\n[task]',
         r"^\[network.train\]$": "[network]\naccuracy_floor = 0.5\n\n[network.train]\nepochs = 60",
         r"^n_layer = .*$": "n_layer = 1",
         r"^n_embd = .*$": "n_embd = 32",
-        r"^steps = .*$": f"steps = {changes.get('steps', '30')}",
+        r"^steps = .*$": f"steps = {changes.get('steps', '10')}",
         r"^partners = .*$": "partners = 4",
         r"^floors = .*$": "floors = [0.9]",
         r"^mode = .*$": f'mode = "{changes.get("mode", "in-process")}"',
@@ -124,12 +125,19 @@ def _one_line_error(capsys, command: str) -> str:
     return err
 
 
-def test_big_spec_submits_follows_and_reports(with_token, tmp_path, capsys, network_dir):
+def test_big_spec_with_relative_paths_submits_follows_and_reports(
+    with_token, tmp_path, capsys, monkeypatch, network_dir
+):
     # Over 128 KiB: carried in one environment variable, such a spec left its job PENDING.
-    spec = small_spec(tmp_path, pad=str(300 * 1024), network=network_dir)
+    # And the job runs in another working directory: the relative network folder and results
+    # folder given here must reach it as the same folders.
+    here = tmp_path / "here"
+    shutil.copytree(network_dir, here / "nets" / "small")
+    monkeypatch.chdir(here)
+    spec = small_spec(here, pad=str(300 * 1024), results="out", network="nets/small")
     assert spec.stat().st_size > 300 * 1024
     started = time.monotonic()
-    job_id = jobs.submit(spec, with_token.url, in_driver=True)
+    job_id = jobs.submit("spec.toml", with_token.url, in_driver=True)
     assert job_id.startswith("ccm-arithmetic-small-")
     chunks: list[str] = []
     follower = threading.Thread(
@@ -145,10 +153,11 @@ def test_big_spec_submits_follows_and_reports(with_token, tmp_path, capsys, netw
     logs = "".join(chunks)
     assert jobs.status(job_id, with_token.url) == "SUCCEEDED", logs[-3000:]
     assert jobs.MARKER in logs
+    assert f"results {here / 'out' / 'arithmetic-small'}" in logs
+    assert (here / "out" / "arithmetic-small" / "report.json").is_file()
     report = jobs.result(job_id, with_token.url)
     assert [row["floor"] for row in report["frontier"]] == [0.9]
     assert report["task"] == "arithmetic"
-    assert (tmp_path / "results" / "arithmetic-small" / "report.json").is_file()
 
     capsys.readouterr()
     assert main(["status", job_id, "--address", with_token.url]) == 0
@@ -160,23 +169,6 @@ def test_big_spec_submits_follows_and_reports(with_token, tmp_path, capsys, netw
     assert main(["logs", job_id, "--address", with_token.url]) == 0
     assert jobs.MARKER in capsys.readouterr().out
     print(f"job {job_id}: submitted to SUCCEEDED in {seconds:.1f} s", file=sys.stderr)
-
-
-def test_relative_paths_are_resolved_where_the_spec_is_submitted(
-    with_token, tmp_path, monkeypatch, network_dir
-):
-    # The job runs in another working directory: a relative network folder and results folder
-    # given here must reach it as the same folders.
-    here = tmp_path / "here"
-    shutil.copytree(network_dir, here / "nets" / "small")
-    monkeypatch.chdir(here)
-    small_spec(here, results="out", network="nets/small")
-    job_id = jobs.submit("spec.toml", with_token.url, in_driver=True)
-    state = jobs.wait(job_id, with_token.url, timeout=240)
-    logs = "".join(jobs.logs(job_id, with_token.url))
-    assert state == "SUCCEEDED", logs[-3000:]
-    assert f"results {here / 'out' / 'arithmetic-small'}" in logs
-    assert (here / "out" / "arithmetic-small" / "report.json").is_file()
 
 
 def test_in_process_spec_is_refused_unless_in_driver(with_token, tmp_path, capsys):
