@@ -19,7 +19,7 @@ import time
 from service.artifacts import ArtifactError, ResultsFolder, prepare_results
 from service.executors import make_executor
 from service.keys import report_key
-from service.spec import JobSpec
+from service.spec import JobSpec, require_address
 from service.stages import (
     JobContext,
     Log,
@@ -75,6 +75,7 @@ def run(
     is finished only with ``resume``, so that a stale partial run is never mixed in silently.
     The job's folder is locked for the job's life: a second job on it stops at once."""
     started = time.perf_counter()
+    address = require_address(spec, address)  # a cluster job without one stops before any work
     root = prepare_results(spec)
     store = ResultsFolder(root, log)
     store.lock()

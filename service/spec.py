@@ -147,6 +147,7 @@ class TrainSpec(Strict):
     lr: float = Field(3e-3, gt=0, le=10)
     warmup_steps: int = Field(50, ge=0, le=MAX_STEPS)
     seed: int = 0
+    threads: int = Field(1, ge=1, le=256)  # torch threads; the trained network depends on it
 
     @model_validator(mode="after")
     def _heads_divide_width(self):
@@ -216,6 +217,9 @@ class SolveSpec(Strict):
     time_limit: float = Field(20.0, gt=0, le=7 * 24 * 3600)
     max_models: int | None = Field(None, ge=1)
     solver: str = Field("highs", min_length=1)
+    seed: int = 0
+    # auto's deterministic work per floor (annealing moves or MILP nodes); None: from the size
+    budget: int | None = Field(None, ge=1, le=10**12)
 
     @field_validator("floors")
     @classmethod

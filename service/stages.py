@@ -256,6 +256,8 @@ def solve_stage(ctx: JobContext, data, log: Log):
         method=s.method,
         solver=s.solver,
         max_models=s.max_models,
+        seed=s.seed,
+        budget=s.budget,
     )
     bar = Progress(len(set(s.floors)), "frontier", log, every=1)
     combined = Solver(time_limit=s.time_limit, **kwargs).frontier(

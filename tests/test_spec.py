@@ -259,6 +259,52 @@ def test_cluster_mode_needs_an_address_from_the_spec_the_command_line_or_ray(mon
 
 
 @pytest.mark.unit
+def test_a_cluster_run_without_an_address_stops_before_any_work(tmp_path, monkeypatch):
+    from service.pipeline import run
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    spec = parse_spec(_base(results=str(tmp_path / "results"), execution={"mode": "cluster"}))
+    with pytest.raises(SpecError, match="needs the cluster's address"):
+        run(spec, log=lambda line: None)
+    assert not (tmp_path / "results").exists()  # not even the results folder was made
+
+
+@pytest.mark.unit
+def test_training_uses_the_specs_thread_count_whatever_the_machine():
+    import torch
+
+    from intervention.network import TrainSettings, train_network
+    from intervention.tasks import arithmetic
+    from intervention.tokenizer import build_tokenizer, encode_fixed_length
+
+    task = arithmetic()
+    prompts = task.prompts()[:40]
+    tokenizer = build_tokenizer(prompts)
+    ids = encode_fixed_length(tokenizer, prompts)
+    labels = torch.as_tensor(task.labels()[:40])
+    settings = TrainSettings(n_layer=1, n_embd=16, n_head=2, epochs=10, threads=1)
+    seen: list[int] = []
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # the caller's (machine-dependent) setting
+    try:
+        train_network(
+            ids,
+            labels,
+            len(task.classes),
+            len(tokenizer),
+            tokenizer.pad_token_id,
+            settings,
+            log=lambda line: seen.append(torch.get_num_threads()),
+        )
+        assert seen == [1]  # trained with the settings' thread count ...
+        assert torch.get_num_threads() == 2  # ... and the caller's is given back
+    finally:
+        torch.set_num_threads(before)
+    assert parse_spec(_base()).network.train.threads == 1
+    _refused(_base(network={"train": {"threads": 0}}), "network.train.threads")
+
+
+@pytest.mark.unit
 def test_the_examples_still_load():
     for path in sorted(EXAMPLES.glob("*.toml")):
         assert load_spec(path).name
