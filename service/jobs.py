@@ -83,11 +83,13 @@ class JobAuthError(JobError):
 
 # scheme://user:password@ (or scheme://token@): the userinfo, up to the last "@" before the host.
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s?#]*@")
+# A Ray address may also come without a scheme: user:password@host:6379.
+_BARE_USERINFO = re.compile(r"(?<![\w.+-])[^\s/@:'\"]+:[^\s/@'\"]*@(?=[\w\[])")
 
 
 def redact(text: str) -> str:
     """``text`` with the credentials of every URL in it replaced by ``***``."""
-    return _USERINFO.sub(r"\1***@", text)
+    return _BARE_USERINFO.sub("***@", _USERINFO.sub(r"\1***@", text))
 
 
 def resolve_address(address: str | None = None) -> str:

@@ -88,9 +88,13 @@ class RayExecutor:
                     runtime_env={"env_vars": WORKER_ENV},
                 )
             except ConnectionError as exc:
+                from service.jobs import redact  # an address may carry user:password@
+
                 raise SpecError(
-                    f"cannot reach a Ray cluster at {address!r} ({exc}); check the address, or "
-                    "leave it out to start an embedded local Ray"
+                    redact(
+                        f"cannot reach a Ray cluster at {address!r} ({exc}); check the address, "
+                        "or leave it out to start an embedded local Ray"
+                    )
                 ) from None
             self.started_ray = True
         try:
@@ -102,7 +106,9 @@ class RayExecutor:
     def _start_pool(self, spec: JobSpec, network, identity: str, address: str | None) -> None:
         ex = spec.execution
         count = plan_workers(self.ray.nodes(), ex.workers, ex.cpus_per_worker, ex.gpus_per_worker)
-        where = f"a cluster at {address}" if address else "the embedded local Ray"
+        from service.jobs import redact
+
+        where = f"a cluster at {redact(address)}" if address else "the embedded local Ray"
         if count < ex.workers:
             self.log(
                 f"ray: {where} can place {count} of the {ex.workers} workers asked "

@@ -45,6 +45,9 @@ def _spec(tmp_path: Path, mode: str = "cluster", **lines: str) -> Path:
         ("ray://u:p@ss@head:10001 and http://h:1/", "ray://***@head:10001 and http://h:1/"),
         ("http://head:8265/a?b=c@d", "http://head:8265/a?b=c@d"),
         ("mail me at a@b.org", "mail me at a@b.org"),
+        # Ray (GCS) addresses come without a scheme too.
+        ("cannot reach 'alice:s3cret@10.0.0.1:6379'", "cannot reach '***@10.0.0.1:6379'"),
+        ("head:6379 at 12:30", "head:6379 at 12:30"),
     ],
 )
 def test_redact_hides_the_userinfo_of_every_url(text, expected):
