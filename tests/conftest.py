@@ -105,3 +105,17 @@ def random_net(task_ids):
     task, tok, ids = task_ids
     settings = TrainSettings(n_layer=3, n_embd=32, n_head=4, seed=1)
     return build_network(settings, len(tok), ids.shape[1], len(task.classes), tok.pad_token_id)
+
+
+@pytest.fixture(scope="session")
+def small_network(tmp_path_factory):
+    """The network of examples/arithmetic-small.toml (2 blocks × 64 on arithmetic, seed 0),
+    trained once per session by the pipeline's own network stage: (spec, NetworkStage). Its
+    folder is what jobs load through network.path; training it again per module cost minutes."""
+    from service.pipeline import JobContext, build_task, network_stage, prepare_results
+    from service.spec import load_spec
+
+    spec = load_spec(REPO / "examples" / "arithmetic-small.toml")
+    spec = spec.model_copy(update={"results": str(tmp_path_factory.mktemp("net"))})
+    ctx = JobContext(spec, prepare_results(spec), log=lambda s: None)
+    return spec, network_stage(ctx, build_task(spec)[0])

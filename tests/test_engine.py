@@ -18,17 +18,19 @@ from intervention.network import (
     load_network,
     require_accuracy,
     save_network,
-    train_network,
 )
 
 torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")
-def trained(task_ids):
+def trained(task_ids, small_network):
+    """The session's trained network (default TrainSettings, as train_network gives), read
+    with the task's own token ids: the stage built its tokenizer from the same prompts."""
     task, tok, ids = task_ids
-    labels = torch.as_tensor(task.labels())
-    return train_network(ids, labels, len(task.classes), len(tok), tok.pad_token_id)
+    net = small_network[1]
+    assert torch.equal(net.ids, ids) and net.tokenizer.get_vocab() == tok.get_vocab()
+    return net
 
 
 def _hooked_logits(model, ids, layer, positions, hs, rotation):

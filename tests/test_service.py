@@ -19,16 +19,11 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "arithmetic-small.t
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """One network trained from the example's spec, shared by the module's jobs (which load it
-    through network.path): the spec and the network's folder."""
-    spec = load_spec(EXAMPLE)
-    spec = spec.model_copy(update={"results": str(tmp_path_factory.mktemp("net"))})
-    from service.pipeline import JobContext, build_task, network_stage, prepare_results
-
-    ctx = JobContext(spec, prepare_results(spec), log=lambda s: None)
-    *_, where = network_stage(ctx, build_task(spec)[0])
-    return spec, where
+def trained(small_network):
+    """The session's network trained from the small example's spec, shared by the module's jobs
+    (which load it through network.path): the spec and the network's folder."""
+    spec, net = small_network
+    return spec, net.where
 
 
 @pytest.fixture(scope="module")
