@@ -23,6 +23,10 @@ from solver.per_input_repair import fill, repair
 # The bundle method's iteration cap: a deterministic budget (it stops earlier when it
 # converges, or when a deadline, the time cap, comes first).
 BUNDLE_MAX_ITER = 400
+# One cut-model step of the bundle method: past these it counts as failed (a trust-region LP
+# step is tried instead), so a stalled HiGHS QP never stalls the bound.
+CUT_MODEL_QP_ITERATIONS = 10_000
+CUT_MODEL_SECONDS = 5.0
 
 
 def tie_break_eps(n: int) -> float:
@@ -119,6 +123,10 @@ def _cut_model(
     lp.a_matrix_.num_col_ = k + 1
     lp.a_matrix_.num_row_ = n_cuts
     h = new_highs()
+    # HiGHS's QP can stall on near-degenerate cut sets (seen: one call running for minutes);
+    # a step that does not finish is a failed step, never a hang.
+    h.setOptionValue("qp_iteration_limit", CUT_MODEL_QP_ITERATIONS)
+    h.setOptionValue("time_limit", CUT_MODEL_SECONDS)
     if u is not None:
         hess = highspy.HighsHessian()
         hess.dim_ = k + 1
