@@ -147,20 +147,17 @@ class Task:
                     f"{self.template!r}, so it has no one place in the prompt; name a variable "
                     "the template shows once"
                 )
-        wanted = set(names)
-        spans = []
-        for i in range(self.n_inputs):
-            pos, row = 0, {}
-            for k, piece in enumerate(pieces):
-                if k % 2 == 0:
-                    pos += len(piece)
-                    continue
-                width = len(str(columns[piece][i]))
-                if piece in wanted:
-                    row[piece] = (pos, pos + width)
-                pos += width
-            spans.append(row)
-        return spans
+        # Offsets as arrays, piece by piece: one pass per piece, not per input and piece.
+        pos = np.zeros(self.n_inputs, dtype=np.int64)
+        spans = {}
+        for k, piece in enumerate(pieces):
+            if k % 2 == 0:
+                pos = pos + len(piece)
+                continue
+            width = np.fromiter(map(len, map(str, columns[piece])), np.int64, self.n_inputs)
+            spans[piece] = list(zip(pos.tolist(), (pos + width).tolist(), strict=True))
+            pos = pos + width
+        return [dict(zip(names, row, strict=True)) for row in zip(*(spans[v] for v in names))]
 
     def _searched_spans(
         self, names: list[str], columns: dict[str, list]
