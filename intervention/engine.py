@@ -1,9 +1,12 @@
-"""The interchange engine: cache the network below the site once, then score batches of
-(base, source) pairs by patching h' = h_b + R Rᵀ (h_s − h_b) and running only the layers above.
+"""The interchange engine: read every input's site activations once, then score batches of
+(base, source) pairs by patching h' = h_b + R Rᵀ (h_s − h_b) and running the network on.
 
-Sites are the residual stream of a GPT-2 classifier: ``layer = -1`` is the embedding output
-(the input to block 0) and ``layer = k`` the output of block k, at the given token positions
-(all positions by default), concatenated into one vector of size positions × hidden.
+A site is the residual stream after block ``layer`` of a Hugging Face decoder (``-1``: the
+embedding output, the input to block 0), at token positions resolved per input (see
+``intervention.prompts``), concatenated into one vector of size positions × width. The network
+runs through its own forward (``intervention.adapters``): while the residual streams below the
+site fit in ``cache_bytes`` they are cached and the blocks below the site are skipped; past it
+each batch recomputes its bases' prefix, and only the sources' site vectors are kept.
 """
 
 from __future__ import annotations
@@ -13,7 +16,21 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from transformers.masking_utils import create_causal_mask
+
+from intervention.adapters import (
+    Readout,
+    decoder_blocks,
+    head_of,
+    last_hidden,
+    plain_logits,
+    split_at,
+)
+from intervention.prompts import Encoded, Position, PromptError, resolve_positions
+
+DEFAULT_CACHE_BYTES = 2 << 30
+# The split forward must be the network: checked on a few inputs before any scoring.
+SELF_CHECK_INPUTS = 8
+SELF_CHECK_TOLERANCE = {torch.float32: 1e-4, torch.float64: 1e-8}  # else: argmax only
 
 
 class SiteError(ValueError):
@@ -23,7 +40,7 @@ class SiteError(ValueError):
 @dataclass(frozen=True)
 class Site:
     layer: int
-    positions: tuple[int, ...] | None = None  # None: every token position
+    positions: tuple[Position, ...] | None = None  # None: every token position
 
     def describe(self) -> str:
         where = "all positions" if self.positions is None else f"positions {list(self.positions)}"
@@ -32,71 +49,110 @@ class Site:
 
 
 class InterchangeEngine:
-    """Holds a frozen GPT-2 sequence classifier, the token ids of every input of a task, and the
-    site activations of every input; scores pairs in batches."""
+    """Holds a frozen decoder (classifier or causal LM), the encoded prompts of every input of
+    a task and their site activations; scores pairs in batches.
 
-    def __init__(self, model, ids: torch.Tensor, site: Site, batch_size: int = 1024) -> None:
+    ``inputs``: an ``Encoded`` (or token ids of prompts of one length). ``answer_ids``: a causal
+    LM's answer token per class. ``layers``: the block list's module path for a family with no
+    adapter. ``spans`` / ``prompts``: each input's value spans and prompt, for named positions
+    and errors that show the prompt."""
+
+    def __init__(
+        self,
+        model,
+        inputs: Encoded | torch.Tensor,
+        site: Site,
+        batch_size: int = 1024,
+        *,
+        answer_ids: Sequence[int] | None = None,
+        layers: str | None = None,
+        spans=None,
+        prompts: Sequence[str] | None = None,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+    ) -> None:
         self.model = model.eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
-        self.transformer = model.transformer
-        n_layer = len(self.transformer.h)
+        self.encoded = inputs if isinstance(inputs, Encoded) else Encoded.unpadded(inputs)
+        self.blocks = decoder_blocks(model, layers)
+        n_layer = len(self.blocks)
         if not -1 <= site.layer < n_layer:
             raise SiteError(
                 f"layer {site.layer} is out of range: this network has {n_layer} blocks, so a "
                 f"site's layer is -1 (embeddings) to {n_layer - 1}"
             )
-        length = ids.shape[1]
-        positions = tuple(range(length)) if site.positions is None else tuple(site.positions)
-        bad = [p for p in positions if not 0 <= p < length]
-        if bad or not positions or len(set(positions)) != len(positions):
-            raise SiteError(
-                f"positions {list(positions)} are invalid for prompts of {length} tokens: give "
-                f"distinct positions in 0..{length - 1}"
-            )
-        self.site = Site(site.layer, positions)
+        try:
+            rows = resolve_positions(self.encoded, site.positions, spans, prompts)
+        except PromptError as exc:
+            raise SiteError(str(exc)) from None
+        if site.positions is None:  # every position, all prompts of one length: name them
+            site = Site(site.layer, tuple(rows[0].tolist()))
+        self.site = site
+        self.head = head_of(model)
+        self.answer_ids = None if answer_ids is None else list(answer_ids)
+        self.readout = Readout(model, self.head, self.answer_ids)
         # Everything lives where the network does: a GPU actor keeps its cache on the GPU.
         self.device = next(model.parameters()).device
-        self.positions = torch.tensor(positions, device=self.device)
-        self.ids = ids.to(self.device)
+        self.dtype = next(model.parameters()).dtype
+        self.ids = self.encoded.ids.to(self.device)
+        self.mask = self.encoded.mask.to(self.device)
+        self.last = self.encoded.last.to(self.device)
+        self.rows = rows.to(self.device)  # [n, P]: each input's site positions
         self.batch_size = batch_size
-        self.hidden = self.transformer.config.n_embd
-        self.dim = len(positions) * self.hidden
-        self.cache = self._prefix(self.ids)
+        self.hidden = int(model.config.hidden_size)
+        self.dim = rows.shape[1] * self.hidden
+        element = torch.finfo(self.dtype).bits // 8
+        full = self.encoded.n * self.encoded.length * self.hidden * element
+        self.cache: torch.Tensor | None = None  # [n, length, width] when it fits
+        self.cached = full <= cache_bytes
+        self.sources = self._prefix()  # [n, P, width]: every input's site vectors
+        self._self_check()
+
+    @property
+    def n_inputs(self) -> int:
+        return self.encoded.n
 
     # -- the network split at the site ------------------------------------------------------
 
-    def _positions_and_mask(self, h: torch.Tensor):
-        position_ids = torch.arange(h.shape[1], device=h.device).unsqueeze(0)
-        mask = create_causal_mask(
-            config=self.transformer.config,
-            inputs_embeds=h,
-            attention_mask=None,
-            cache=None,
-            position_ids=position_ids,
-        )
-        return position_ids, mask
-
     @torch.no_grad()
-    def _prefix(self, ids: torch.Tensor) -> torch.Tensor:
-        """Site activations [n, length, hidden] of every input, computed once."""
-        chunks = []
-        for batch in ids.split(self.batch_size):
-            positions = torch.arange(batch.shape[1], device=self.device)
-            h = self.transformer.wte(batch) + self.transformer.wpe(positions)
-            position_ids, mask = self._positions_and_mask(h)
-            for block in self.transformer.h[: self.site.layer + 1]:
-                h = block(h, None, mask, position_ids=position_ids)
-            chunks.append(h)
-        return torch.cat(chunks)
+    def _prefix(self) -> torch.Tensor:
+        """Each input's site vectors (and, when cached, its whole residual stream there),
+        from one forward that skips every block above the site."""
+        vectors, streams = [], []
+        seen: dict[str, torch.Tensor] = {}
 
-    def suffix(self, h: torch.Tensor) -> torch.Tensor:
-        """Logits of the classifier from site activations [b, length, hidden]."""
-        position_ids, mask = self._positions_and_mask(h)
-        for block in self.transformer.h[self.site.layer + 1 :]:
-            h = block(h, None, mask, position_ids=position_ids)
-        # No padding in a task's prompts: the classifier reads the last position.
-        return self.model.score(self.transformer.ln_f(h[:, -1]))
+        def capture(h: torch.Tensor) -> torch.Tensor:
+            seen["h"] = h
+            return h
+
+        for batch in torch.arange(self.n_inputs, device=self.device).split(self.batch_size):
+            with split_at(self.blocks, self.site.layer, capture, skip="above"):
+                self.model.base_model(
+                    input_ids=self.ids[batch], attention_mask=self.mask[batch], use_cache=False
+                )
+            h = seen["h"]
+            vectors.append(self._gather(h, self.rows[batch]))
+            if self.cached:
+                streams.append(h)
+        if self.cached:
+            self.cache = torch.cat(streams)
+        return torch.cat(vectors)
+
+    def _gather(self, h: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        return h.gather(1, rows[..., None].expand(-1, -1, self.hidden))
+
+    def _run(self, base: torch.Tensor, replace) -> torch.Tensor:
+        """Logits of the bases with the site's stream replaced by ``replace(h_base)``."""
+        skip = "below" if self.cached and self.site.layer >= 0 else "none"
+        if skip == "below":
+            given = self.cache[base]
+            inner = replace
+            replace = lambda h: inner(given)  # noqa: E731 (the skipped blocks' output is known)
+        with split_at(self.blocks, self.site.layer, replace, skip=skip):
+            h = last_hidden(
+                self.model.base_model, self.ids[base], self.mask[base], self.last[base]
+            )
+        return self.readout(h)
 
     # -- interventions ----------------------------------------------------------------------
 
@@ -106,13 +162,17 @@ class InterchangeEngine:
         """Logits with the site of each base input patched towards its source inside the
         span of ``rotation`` [dim, rank] (orthonormal columns). Differentiable in ``rotation``."""
         base, source = base.to(self.device), source.to(self.device)
-        hb, hs = self.cache[base], self.cache[source]
-        vb = hb[:, self.positions].reshape(len(base), self.dim)
-        vs = hs[:, self.positions].reshape(len(base), self.dim)
-        patched = vb + ((vs - vb) @ rotation) @ rotation.T
-        h = hb.clone()
-        h[:, self.positions] = patched.reshape(len(base), len(self.positions), self.hidden)
-        return self.suffix(h)
+        rows = self.rows[base]
+        vs = self.sources[source]
+
+        def patch(h: torch.Tensor) -> torch.Tensor:
+            vb = self._gather(h, rows)
+            delta = (vs - vb).reshape(len(base), self.dim).to(rotation.dtype)
+            moved = ((delta @ rotation) @ rotation.T).reshape(vb.shape).to(h.dtype)
+            index = rows[..., None].expand(-1, -1, self.hidden)
+            return h.scatter(1, index, vb + moved)
+
+        return self._run(base, patch)
 
     @torch.no_grad()
     def successes(
@@ -125,16 +185,44 @@ class InterchangeEngine:
         """s(b, s) = 1 where the patched network's argmax equals the counterfactual label;
         depends only on the pairs given, never on batch boundaries or the worker."""
         out = np.empty(len(base), dtype=bool)
+        rotation = rotation.to(self.device)
         for start in range(0, len(base), self.batch_size):
             stop = start + self.batch_size
             b = torch.as_tensor(base[start:stop])
             s = torch.as_tensor(source[start:stop])
-            pred = self.patched_logits(b, s, rotation.to(self.device)).argmax(-1).cpu().numpy()
+            pred = self.patched_logits(b, s, rotation).argmax(-1).cpu().numpy()
             out[start:stop] = pred == labels[start:stop]
         return out
 
     @torch.no_grad()
     def base_logits(self, inputs: Sequence[int] | None = None) -> torch.Tensor:
-        """Unpatched logits (a check that the split network is the network)."""
-        idx = torch.arange(len(self.ids)) if inputs is None else torch.as_tensor(inputs)
-        return torch.cat([self.suffix(self.cache[b]) for b in idx.split(self.batch_size)])
+        """Unpatched logits through the split network (a check that it is the network)."""
+        idx = torch.arange(self.n_inputs) if inputs is None else torch.as_tensor(inputs)
+        return torch.cat(
+            [self._run(b.to(self.device), lambda h: h) for b in idx.split(self.batch_size)]
+        )
+
+    def _self_check(self) -> None:
+        """Refuse to score with a split forward that is not the network's plain forward: a
+        decoder whose blocks take or return something the split does not expect shows here,
+        not as a wrong IIA."""
+        idx = torch.linspace(0, self.n_inputs - 1, min(SELF_CHECK_INPUTS, self.n_inputs))
+        idx = idx.round().long().unique().to(self.device)
+        got = self.base_logits(idx)
+        want = plain_logits(
+            self.model, self.head, self.answer_ids, self.ids[idx], self.mask[idx], self.last[idx]
+        )
+        if got.shape != want.shape:
+            raise SiteError(
+                f"the network's head gives {tuple(want.shape)} logits, the engine's readout "
+                f"{tuple(got.shape)}; check the head (classifier or causal-lm)"
+            )
+        tol = SELF_CHECK_TOLERANCE.get(self.dtype)
+        diff = (got - want).abs().max().item()
+        if (tol is not None and diff > tol) or not torch.equal(got.argmax(-1), want.argmax(-1)):
+            raise SiteError(
+                f"the split forward of this {type(self.model).__name__} differs from its plain "
+                f"forward by {diff:.3g} in the logits at layer {self.site.layer}: its blocks take "
+                "or return something the engine does not pass through; give network.layers "
+                "the path of its blocks, or add an adapter for its family"
+            )
