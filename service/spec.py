@@ -3,8 +3,9 @@ errors that name the field; everything that crosses a process boundary is one of
 
 Everything that can be known from the spec alone is checked when it is loaded, before any
 training or scoring: bounds on every number (finite, and no larger than a job can hold), the size
-of the input space and of the pair design, the expressions of a custom task, sites against a
-network trained from the spec, and combinations of settings the later stages refuse. What needs
+of the input space and of the pair design, the expressions of a custom task, a data task's file
+(read and checked row by row), sites against the task and a network trained from the spec, and
+combinations of settings the later stages refuse. What needs
 the command line too (a cluster's address) is checked by ``require_address``."""
 
 from __future__ import annotations
@@ -15,12 +16,22 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from intervention.causal_model import MAX_INPUTS, count_inputs
+from intervention.data_tasks import read_rows, row_prompts
 from intervention.expressions import Expression, ExpressionError, kind_of
 from intervention.iia import MAX_PAIRS, all_pairs_problem, sampled_problem
-from intervention.tasks import BUILT_IN_INPUTS
+from intervention.tasks import BUILT_IN_INPUTS, check_answer
 
 # Upper bounds: past these a job does not run slowly, it exhausts memory or never ends.
 MAX_BATCH = 65_536  # pairs (DAS) or prompts (training) whose activations one step holds
@@ -72,11 +83,34 @@ def _kind(text: str, kinds: dict[str, str | None], where: str) -> str | None:
         raise ValueError(f"{where}: {exc}") from None
 
 
+def _answer(template: str | None) -> str | None:
+    if template is not None:
+        check_answer(template)
+    return template
+
+
+def _drop_defaults(data: dict, defaults: dict) -> dict:
+    # Fields added after specs were first digested are left out of a dump at their defaults:
+    # a spec that does not use them keeps its digests (and artifact keys) and its dump still
+    # fits the code that reads it (TrainSettings(**train)).
+    return {k: v for k, v in data.items() if k not in defaults or v != defaults[k]}
+
+
 class CustomTask(Strict):
     inputs: dict[str, list[Value]]
     template: str
     output: str
     classes: list[Value] | None = None
+    answer: str | None = None  # causal LMs: how an output value reads as the answer, e.g. " {O}"
+
+    @field_validator("answer")
+    @classmethod
+    def _check_answer(cls, answer: str | None) -> str | None:
+        return _answer(answer)
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler):
+        return _drop_defaults(handler(self), {"answer": None})
 
     @model_validator(mode="after")
     def _enumerable(self):
@@ -119,23 +153,130 @@ class CustomTask(Strict):
         return {v: kind_of(values) for v, values in self.inputs.items()}
 
 
+KINDS = {"i": "int", "b": "bool", "U": "str"}  # numpy dtype kinds of read_rows' arrays
+
+
+class DataTask(Strict):
+    """A task whose inputs are the rows of a data file, never enumerated."""
+
+    # A .jsonl (one object per line) or .csv (a header, then rows) file: one row per input with
+    # its input variables' values and, unless template is given, its "prompt". A relative path
+    # is read from the current working directory (like network.path), not the spec's folder.
+    path: str = Field(min_length=1)
+    output: str  # the task's output mechanism, an expression over the input variables
+    # Causal LMs: how an output value reads as the answer string, with {O}, e.g. " {O}".
+    answer: str | None = None
+    # When given, prompts are rendered from it ({Name} placeholders); a "prompt" column must then
+    # equal the rendering. It also makes the token positions of a named variable exact.
+    template: str | None = None
+    classes: list[Value] | None = None  # the output values in class order (default: sorted)
+    _kinds: dict[str, str] = PrivateAttr(default_factory=dict)
+    _n_rows: int = PrivateAttr(0)
+
+    @field_validator("answer")
+    @classmethod
+    def _check_answer(cls, answer: str | None) -> str | None:
+        return _answer(answer)
+
+    @model_validator(mode="after")
+    def _readable(self):
+        # The file is read and checked here, at load time, so a bad row stops the job before
+        # any work; nothing is kept but its size and the kinds of its columns.
+        try:
+            values, prompts = read_rows(self.path)
+        except ValueError as exc:
+            raise ValueError(f"task.data.path: {exc}") from None
+        try:
+            row_prompts(self.path, values, prompts, self.template)
+        except ValueError as exc:
+            raise ValueError(f"task.data.template: {exc}") from None
+        self._kinds = {v: KINDS[x.dtype.kind] for v, x in values.items()}
+        self._n_rows = len(next(iter(values.values())))
+        if self.classes is not None:
+            if not self.classes:
+                raise ValueError("task.data.classes: give the classes, or leave it out")
+            _one_kind(self.classes, "task.data.classes")
+        _kind(self.output, self.kinds(), "task.data.output")
+        return self
+
+    def kinds(self) -> dict[str, str | None]:
+        """The kind of each input variable (a column of the file): int, bool or str."""
+        return dict(self._kinds)
+
+    def n_rows(self) -> int:
+        return self._n_rows
+
+
 class TaskSpec(Strict):
     builtin: Literal["arithmetic", "boolean"] | None = None
     custom: CustomTask | None = None
+    data: DataTask | None = None
+    # A built-in task's answer template for causal LMs, with {O} for the output value, e.g.
+    # " {O}" (custom and data tasks give theirs as task.custom.answer / task.data.answer).
+    answer: str | None = None
 
-    # Before the fields: a spec giving both kinds hears that first, not a complaint about one.
+    @field_validator("answer")
+    @classmethod
+    def _check_answer(cls, answer: str | None) -> str | None:
+        return _answer(answer)
+
+    # Before the fields: a spec giving two kinds hears that first, not a complaint about one.
     @model_validator(mode="before")
     @classmethod
     def _one_kind(cls, data):
-        if isinstance(data, dict) and (data.get("builtin") is None) == (data.get("custom") is None):
+        kinds = ("builtin", "custom", "data")
+        if isinstance(data, dict) and sum(data.get(k) is not None for k in kinds) != 1:
             raise ValueError(
-                "give exactly one of task.builtin (arithmetic, boolean) or task.custom"
+                "give exactly one of task.builtin (arithmetic, boolean), task.custom or task.data"
             )
         return data
 
+    @model_validator(mode="after")
+    def _answer_where_it_belongs(self):
+        if self.answer is not None and self.builtin is None:
+            own = "task.custom.answer" if self.custom is not None else "task.data.answer"
+            raise ValueError(
+                f"task.answer is for a built-in task; give this task's answer as {own}"
+            )
+        return self
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler):
+        return _drop_defaults(handler(self), {"data": None, "answer": None})
+
     def n_inputs(self) -> int:
+        if self.data is not None:
+            return self.data.n_rows()
         inputs = BUILT_IN_INPUTS[self.builtin] if self.builtin else self.custom.inputs
         return count_inputs(inputs)
+
+    def input_names(self) -> list[str]:
+        """The task's input variables, in order."""
+        if self.data is not None:
+            return list(self.data.kinds())
+        return list(BUILT_IN_INPUTS[self.builtin] if self.builtin else self.custom.inputs)
+
+    def kinds(self) -> dict[str, str | None]:
+        """The kind of each input variable (int, bool or str)."""
+        if self.data is not None:
+            return self.data.kinds()
+        if self.custom is not None:
+            return self.custom.kinds()
+        return {v: kind_of(d) for v, d in BUILT_IN_INPUTS[self.builtin].items()}
+
+    def answer_template(self) -> str | None:
+        """The task's answer template, wherever the spec gives it; None without one."""
+        if self.data is not None:
+            return self.data.answer
+        if self.custom is not None:
+            return self.custom.answer
+        return self.answer
+
+    def answer_field(self) -> str:
+        """Where this kind of task takes its answer template in a spec."""
+        if self.data is not None:
+            return "task.data.answer"
+        return "task.custom.answer" if self.custom is not None else "task.answer"
 
 
 class TrainSpec(Strict):
@@ -148,6 +289,10 @@ class TrainSpec(Strict):
     warmup_steps: int = Field(50, ge=0, le=MAX_STEPS)
     seed: int = 0
     threads: int = Field(1, ge=1, le=256)  # torch threads; the trained network depends on it
+    # "classifier": a sequence-classification head over the classes; "causal-lm": a language
+    # model trained to write the answer (the task's answer template) after the prompt.
+    head: Literal["classifier", "causal-lm"] = "classifier"
+    family: Literal["gpt2", "llama"] = "gpt2"  # the architecture trained
 
     @model_validator(mode="after")
     def _heads_divide_width(self):
@@ -156,7 +301,20 @@ class TrainSpec(Strict):
                 f"network.train: n_embd = {self.n_embd} is not divisible by n_head = "
                 f"{self.n_head}; each head takes an equal share of the width"
             )
+        if self.family == "llama" and (self.n_embd // self.n_head) % 2:
+            # Rotary position embeddings rotate pairs of a head's dimensions.
+            raise ValueError(
+                f"network.train: family = 'llama' needs an even head width, but n_embd / n_head "
+                f"= {self.n_embd // self.n_head}; change n_embd or n_head"
+            )
         return self
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler):
+        return _drop_defaults(handler(self), {"head": "classifier", "family": "gpt2"})
+
+
+MODULE_PATH = re.compile(r"[A-Za-z_][A-Za-z_0-9]*(\.[A-Za-z_0-9]+)*")
 
 
 class NetworkSpec(Strict):
@@ -165,12 +323,40 @@ class NetworkSpec(Strict):
         None  # a local Hugging Face directory, or a hub name where a hub is reachable
     )
     accuracy_floor: float = Field(0.99, gt=0, le=1)
+    # How a loaded network (path) reads its classes: "classifier" (a sequence-classification
+    # head, one logit per class) or "causal-lm" (the next-token logits of the answers, which
+    # needs the task's answer template); "auto": from the config's architectures.
+    head: Literal["auto", "classifier", "causal-lm"] = "auto"
+    # The dtype the network is loaded and run in; "auto": the checkpoint's own.
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    # A loaded network of a family with no adapter: the module path of its decoder blocks
+    # (e.g. "model.layers"); None: the family's adapter finds them.
+    layers: str | None = None
 
     @model_validator(mode="after")
     def _one_source(self):
         if (self.train is None) == (self.path is None):
             raise ValueError("give exactly one of network.train (a config) or network.path")
+        if self.train is not None and self.head != "auto":
+            raise ValueError(
+                f"network.head = {self.head!r} is for a loaded network (network.path); a "
+                "network trained here takes network.train.head"
+            )
+        if self.train is not None and self.layers is not None:
+            raise ValueError(
+                "network.layers is for a loaded network (network.path) of a family with no "
+                "adapter; a network trained here has its family's (network.train.family)"
+            )
+        if self.layers is not None and not MODULE_PATH.fullmatch(self.layers):
+            raise ValueError(
+                f"network.layers = {self.layers!r} is not a module path: give the attribute "
+                "path of the decoder blocks, names joined by dots, e.g. 'model.layers'"
+            )
         return self
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler):
+        return _drop_defaults(handler(self), {"head": "auto", "dtype": "auto", "layers": None})
 
 
 class CandidateSpec(Strict):
@@ -178,21 +364,87 @@ class CandidateSpec(Strict):
     O: str  # noqa: E741 (the model's own variable name)
 
 
+POSITION_NAME = re.compile(r"([A-Za-z_][A-Za-z_0-9]*)(?::(first|last))?")
+
+
+def split_position(position: str) -> tuple[str, Literal["first", "last"] | None]:
+    """A named position's input variable and which of its tokens it takes: "first", "last", or
+    None for all of them ("X" -> ("X", None), "X:last" -> ("X", "last")). Not for "last"."""
+    match = POSITION_NAME.fullmatch(position)
+    if match is None or position == "last":
+        raise ValueError(
+            f"position {position!r} is not an input variable's name (optionally with :first or "
+            ":last)"
+        )
+    return match.group(1), match.group(2)  # type: ignore[return-value]
+
+
 class SiteSpec(Strict):
     layer: int = Field(ge=-1, le=MAX_LAYERS)
-    positions: list[int] | None = None
+    # Token positions; None: all. Each is an int (the k-th real token of the prompt, negative
+    # from the end: -1 is the last), "last" (the last real token), or an input variable's name
+    # (the tokens its value occupies; "X:first" / "X:last" for one of them). "last" always means
+    # the last token, never a variable of that name.
+    positions: list[int | str] | None = None
     rank: int = Field(32, ge=1, le=MAX_WIDTH * 64)
+
+    @field_validator("positions", mode="before")
+    @classmethod
+    def _no_booleans(cls, positions):
+        # pydantic would read true as the position 1.
+        if isinstance(positions, list) and any(isinstance(p, bool) for p in positions):
+            raise ValueError(
+                f"positions {positions} hold a boolean; give token indices, 'last' or input "
+                "variable names"
+            )
+        return positions
 
     @field_validator("positions")
     @classmethod
-    def _positions(cls, positions: list[int] | None) -> list[int] | None:
+    def _positions(cls, positions: list[int | str] | None) -> list[int | str] | None:
         if positions is None:
             return None
         if not positions:
             raise ValueError("give at least one token position, or leave positions out for all")
-        if any(p < 0 for p in positions) or len(set(positions)) != len(positions):
-            raise ValueError(f"positions {positions} must be distinct token indices counted from 0")
+        for p in positions:
+            if isinstance(p, str) and p != "last" and not POSITION_NAME.fullmatch(p):
+                raise ValueError(
+                    f"position {p!r} is not a token index, 'last' or an input variable's name "
+                    "(optionally with :first or :last, e.g. 'X:last')"
+                )
+        same = ["last" if p == -1 else p for p in positions]  # -1 is the last token too
+        repeated = list(dict.fromkeys(p for p, q in zip(positions, same) if same.count(q) > 1))
+        if repeated:
+            raise ValueError(
+                f"positions {positions} must be distinct; {repeated} repeat (-1 and 'last' are "
+                "the same token): name each once"
+            )
+        named = [split_position(p) for p in positions if isinstance(p, str) and p != "last"]
+        whole = {v for v, which in named if which is None}
+        overlap = sorted({v for v, which in named if which is not None and v in whole})
+        if overlap:
+            raise ValueError(
+                f"positions {positions} name {overlap} whole and one of its tokens again; give "
+                "the variable or the tokens you want of it"
+            )
         return positions
+
+    def variables(self) -> list[str]:
+        """The input variables the positions name, in order, each once."""
+        names = [
+            split_position(p)[0] for p in self.positions or [] if isinstance(p, str) and p != "last"
+        ]
+        return list(dict.fromkeys(names))
+
+    def fixed_count(self) -> int | None:
+        """How many token positions the site holds when known from the spec alone; None when a
+        whole variable is named (its width is known only once its value is tokenised) or all
+        positions are taken."""
+        if self.positions is None:
+            return None
+        if any(isinstance(p, str) and p != "last" and ":" not in p for p in self.positions):
+            return None
+        return len(self.positions)
 
 
 class DASSpec(Strict):
@@ -304,8 +556,9 @@ class JobSpec(Strict):
 
     @model_validator(mode="after")
     def _candidates_fit_task(self):
-        if self.task.custom is not None and not isinstance(self.candidates, dict):
-            raise ValueError("a custom task needs [candidates.NAME] tables with P and O")
+        if self.task.builtin is None and not isinstance(self.candidates, dict):
+            kind = "custom" if self.task.custom is not None else "data"
+            raise ValueError(f"a {kind} task needs [candidates.NAME] tables with P and O")
         if self.task.builtin is not None and isinstance(self.candidates, dict):
             raise ValueError(
                 "a built-in task brings its candidates: give candidates as a list of their "
@@ -329,7 +582,7 @@ class JobSpec(Strict):
             raise ValueError(
                 f"fallback {fallback!r} is also a candidate's name; rename one of them"
             )
-        kinds = self.task.custom.kinds()
+        kinds = self.task.kinds()
         for name, cand in self.candidates.items():
             p_kind = _kind(cand.P, kinds, f"candidates.{name}.P")
             _kind(cand.O, {**kinds, "P": p_kind}, f"candidates.{name}.O")
@@ -365,6 +618,35 @@ class JobSpec(Strict):
         return self
 
     @model_validator(mode="after")
+    def _sites_fit_task(self):
+        names = self.task.input_names()
+        for k, site in enumerate(self.sites):
+            unknown = [v for v in site.variables() if v not in names]
+            if unknown:
+                raise ValueError(
+                    f"sites.{k}.positions name {unknown}, which are not input variables of the "
+                    f"task; name one of {names}, or give token indices or 'last'"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _head_has_answers(self):
+        train = self.network.train
+        if train is not None and train.head == "causal-lm":
+            which = "network.train.head = 'causal-lm'"
+        elif self.network.head == "causal-lm":
+            which = "network.head = 'causal-lm'"
+        else:  # head = "auto" on a loaded network: its head is known only once loaded
+            return self
+        if self.task.answer_template() is None:
+            raise ValueError(
+                f"{which} reads the classes from answer tokens, but the task has no answer "
+                f"template: give {self.task.answer_field()}, with {{O}} for the output value "
+                '(e.g. " {O}")'
+            )
+        return self
+
+    @model_validator(mode="after")
     def _sites_fit_network(self):
         train = self.network.train
         if train is None:  # a loaded network's depth and width are known only once loaded
@@ -375,8 +657,11 @@ class JobSpec(Strict):
                     f"sites.{k}.layer = {site.layer}, but network.train.n_layer = "
                     f"{train.n_layer}: choose -1 (embeddings) to {train.n_layer - 1}"
                 )
-            if site.positions is not None and site.rank > len(site.positions) * train.n_embd:
-                dim = len(site.positions) * train.n_embd
+            # A whole variable's width is known only once tokenised: such a site is checked
+            # when its positions are resolved, not here.
+            count = site.fixed_count()
+            if count is not None and site.rank > count * train.n_embd:
+                dim = count * train.n_embd
                 raise ValueError(
                     f"sites.{k}.rank = {site.rank} exceeds the site's dimension {dim} "
                     f"(positions {site.positions} x n_embd {train.n_embd}); choose 1..{dim}"

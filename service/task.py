@@ -1,19 +1,30 @@
-"""The task of a job spec: the built-in or custom task, the candidates to align, the pairs."""
+"""The task of a job spec: the built-in, custom or data task, the candidates to align, the
+pairs."""
 
 from __future__ import annotations
 
+import dataclasses
+from typing import TYPE_CHECKING
+
 from service.spec import JobSpec, SpecError
 
+if TYPE_CHECKING:  # the neural side is imported only when a task is built
+    from intervention.causal_model import CausalModel
+    from intervention.tasks import Task
 
-def build_task(spec: JobSpec):
+
+def build_task(spec: JobSpec) -> tuple[Task, list[CausalModel]]:
     """The task, and the candidates to align and score, in the spec's order.
 
     The fallback is neither aligned nor scored: it takes the inputs no candidate explains, its
     IIA never enters a solve (``solver`` sets it aside), and the report names it only."""
+    from intervention.data_tasks import data_task
     from intervention.tasks import BUILT_IN, custom_task
 
     if spec.task.builtin is not None:
         task = BUILT_IN[spec.task.builtin]()
+        if spec.task.answer is not None:
+            task = dataclasses.replace(task, answer=spec.task.answer)
         names = [m.name for m in task.candidates]
         chosen = names if spec.candidates is None else list(spec.candidates)
         unknown = [c for c in chosen if c not in names]
@@ -28,8 +39,24 @@ def build_task(spec: JobSpec):
                 f"{task.fallback.name!r}"
             )
         return task, [m for m in task.candidates if m.name in chosen]
-    c = spec.task.custom
     cands = {name: {"P": cs.P, "O": cs.O} for name, cs in spec.candidates.items()}
+    if spec.task.data is not None:
+        d = spec.task.data
+        try:
+            task = data_task(
+                spec.name,
+                d.path,
+                d.output,
+                cands,
+                template=d.template,
+                answer=d.answer,
+                classes=d.classes,
+                fallback=spec.fallback or "output",
+            )
+        except ValueError as exc:
+            raise SpecError(f"task.data / candidates: {exc}") from None
+        return task, list(task.candidates)
+    c = spec.task.custom
     try:
         task = custom_task(
             spec.name,
@@ -39,6 +66,7 @@ def build_task(spec: JobSpec):
             cands,
             fallback=spec.fallback or "output",
             classes=c.classes,
+            answer=c.answer,
         )
     except ValueError as exc:
         raise SpecError(f"task.custom / candidates: {exc}") from None
