@@ -192,8 +192,9 @@ class Task:
             bad = next(x for x, k in zip(np.asarray(outputs).ravel().tolist(), flat) if k is None)
             raise ValueError(
                 f"task {self.name}: output {bad!r} is not one of its classes "
-                f"{list(self.classes)}; add it to the classes (task.custom.classes in a spec), "
-                "or leave them out to take them from the task's outputs"
+                f"{list(self.classes)}; add it to the classes (task.custom.classes or "
+                "task.data.classes in a spec), or leave them out to take them from the task's "
+                "outputs"
             )
         return np.asarray(flat, dtype=np.int64).reshape(np.shape(outputs))
 
