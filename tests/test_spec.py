@@ -321,3 +321,230 @@ def test_toml_inf_and_huge_numbers_from_a_file(tmp_path):
     text = str(info.value)
     assert "solve.time_limit: must be a finite number" in text
     assert f"das.batch_size: Input should be less than or equal to {MAX_BATCH}" in text
+
+
+# -- bring your own network: data tasks, answers, heads, named positions ---------------------
+
+
+def _rows_file(path, rows=None):
+    import json
+
+    rows = rows or [
+        {"X": x, "Y": y, "W": w, "prompt": f"{x}+{y} {w}"}
+        for x in range(1, 4)
+        for y in range(1, 4)
+        for w in ("a", "b")
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def _small_custom(**custom):
+    return {**_custom(**custom), "pairs": {"partners": 5}}  # 9 inputs: fewer partners
+
+
+def _data(path, candidates=None, **data):
+    spec = _base(
+        task={"data": {"path": str(path), "output": "X + Y", **data}},
+        candidates=candidates or {"left": {"P": "X", "O": "P + Y"}},
+    )
+    return {**spec, "pairs": {"partners": 5}}
+
+
+@pytest.mark.unit
+def test_a_data_task_is_read_when_the_spec_loads(tmp_path, monkeypatch):
+    from service.task import build_task
+
+    path = _rows_file(tmp_path / "rows.jsonl")
+    spec = parse_spec(_data(path, answer=" {O}"))
+    assert spec.task.n_inputs() == 18
+    assert spec.task.input_names() == ["X", "Y", "W"]
+    assert spec.task.kinds() == {"X": "int", "Y": "int", "W": "str"}
+    task, candidates = build_task(spec)
+    assert task.n_inputs == 18 and [c.name for c in candidates] == ["left"]
+    assert task.prompts()[:2] == ["1+1 a", "1+1 b"] and task.answers()[0] == " 2"
+    # A relative path is read from the working directory.
+    monkeypatch.chdir(tmp_path)
+    assert parse_spec(_data("rows.jsonl")).task.n_inputs() == 18
+    # Exactly one kind of task.
+    _refused(
+        {**_data(path), "task": {"builtin": "arithmetic", "data": {"path": "x", "output": "X"}}},
+        "give exactly one of task.builtin (arithmetic, boolean), task.custom or task.data",
+    )
+    _refused(_base(task={}), "give exactly one of")
+
+
+@pytest.mark.unit
+def test_a_bad_data_file_stops_the_spec(tmp_path):
+    _refused(_data(tmp_path / "none.jsonl"), "task.data.path:", "none.jsonl: no such file")
+    _refused(_data(tmp_path / "rows.txt"), "task.data.path:", "must end in .jsonl")
+    rows = [{"X": 1, "Y": 1, "prompt": "a"}, {"X": 1, "Y": 1, "prompt": "b"}]
+    dup = _rows_file(tmp_path / "dup.jsonl", rows)
+    _refused(_data(dup), "task.data.path:", "rows 1 (line 1) and 2 (line 2) have the same values")
+    path = _rows_file(tmp_path / "rows.jsonl")
+    _refused(
+        _data(path, template="{X} + {Y} {W}"),
+        "task.data.template:",
+        "row 1: its prompt '1+1 a' differs from the template's rendering '1 + 1 a'",
+    )
+    _refused(_data(path, template="{Q}"), "task.data.template:", "names ['Q']")
+    assert parse_spec(_data(path, template="{X}+{Y} {W}")).task.data.template
+    _refused(_data(path, output="X + Q"), "task.data.output", "reads ['Q']")
+    _refused(_data(path, output="X + W"), "task.data.output", "applies '+' to strings")
+    _refused(_data(path, classes=[1, "a"]), "task.data.classes", "values mix")
+    _refused(_data(path, classes=[]), "task.data.classes: give the classes")
+    _refused(_data(path, extra=1), "task.data.extra: unknown field")
+
+
+@pytest.mark.unit
+def test_data_task_candidates_are_checked_against_the_files_columns(tmp_path):
+    path = _rows_file(tmp_path / "rows.jsonl")
+    _refused(_data(path, candidates={"c": {"P": "W", "O": "P + Y"}}), "candidates.c.O", "P holds")
+    _refused(_data(path, candidates={"c": {"P": "Q", "O": "P"}}), "candidates.c.P", "reads ['Q']")
+    _refused(_data(path, candidates={"c": {"P": "X", "O": "X + Y"}}), "does not read P")
+    _refused(
+        _data(path, candidates={"output": {"P": "X", "O": "P + Y"}}),
+        "fallback 'output' is also a candidate's name",
+    )
+    _refused({**_data(path), "candidates": ["left"]}, "a data task needs [candidates.NAME] tables")
+    # Pair designs count the rows.
+    _refused({**_data(path), "pairs": {"partners": 18}}, "partners per input must be in 1..17")
+
+
+@pytest.mark.unit
+def test_answer_templates_in_each_place(tmp_path):
+    spec = parse_spec(_base(task={"builtin": "arithmetic", "answer": " {O}"}))
+    assert spec.task.answer_template() == " {O}"
+    _refused(
+        _base(task={"builtin": "arithmetic", "answer": "="}),
+        "task.answer: answer template '=' does not show the output value",
+    )
+    _refused(_small_custom(answer="{O}{A}"), "task.custom.answer", "other than {O}")
+    assert parse_spec(_small_custom(answer="<{O}>")).task.answer_template() == "<{O}>"
+    path = _rows_file(tmp_path / "rows.jsonl")
+    _refused(_data(path, answer="}{O}"), "task.data.answer", "other than {O}")
+    custom = _small_custom()
+    custom["task"] = {**custom["task"], "answer": " {O}"}
+    _refused(custom, "task.answer is for a built-in task", "task.custom.answer")
+
+
+@pytest.mark.unit
+def test_network_heads_dtypes_and_layers(tmp_path):
+    loaded = parse_spec(
+        _base(
+            network={"path": "some/dir", "head": "classifier", "dtype": "bfloat16"},
+            sites=[{"layer": 3}],
+        )
+    )
+    assert (loaded.network.head, loaded.network.dtype, loaded.network.layers) == (
+        "classifier",
+        "bfloat16",
+        None,
+    )
+    defaults = parse_spec(_base())
+    assert (defaults.network.head, defaults.network.dtype) == ("auto", "auto")
+    assert (defaults.network.train.head, defaults.network.train.family) == ("classifier", "gpt2")
+    _refused(_base(network={"path": "d", "head": "lm"}), "network.head")
+    _refused(_base(network={"path": "d", "dtype": "float64"}), "network.dtype")
+    layers = parse_spec(_base(network={"path": "d", "layers": "model.decoder.layers"}))
+    assert layers.network.layers == "model.decoder.layers"
+    _refused(_base(network={"path": "d", "layers": "model/layers"}), "is not a module path")
+    _refused(_base(network={"path": "d", "layers": ""}), "is not a module path")
+    _refused(_base(network={"train": {}, "layers": "h"}), "network.layers is for a loaded")
+    _refused(_base(network={"train": {}, "head": "classifier"}), "network.train.head")
+    _refused(_base(network={"train": {"family": "t5"}}), "network.train.family")
+    llama = parse_spec(_base(network={"train": {"family": "llama"}}))
+    assert llama.network.train.family == "llama"
+    _refused(
+        _base(network={"train": {"family": "llama", "n_embd": 12, "n_head": 4}}),
+        "family = 'llama' needs an even head width",
+    )
+
+
+@pytest.mark.unit
+def test_a_causal_lm_needs_an_answer_template(tmp_path):
+    lm = {"train": {"head": "causal-lm"}}
+    _refused(
+        _base(network=lm),
+        "network.train.head = 'causal-lm' reads the classes from answer tokens",
+        "give task.answer",
+    )
+    assert parse_spec(_base(network=lm, task={"builtin": "arithmetic", "answer": " {O}"}))
+    _refused(_small_custom() | {"network": lm}, "give task.custom.answer")
+    path = _rows_file(tmp_path / "rows.jsonl")
+    loaded = {"path": "d", "head": "causal-lm"}
+    _refused(_data(path) | {"network": loaded}, "network.head = 'causal-lm'", "task.data.answer")
+    assert parse_spec(_data(path, answer=" {O}") | {"network": loaded})
+    # "auto" on a loaded network: its head is known only once loaded.
+    assert parse_spec(_base(network={"path": "d"}))
+
+
+@pytest.mark.unit
+def test_named_positions_are_input_variables(tmp_path):
+    def site(positions, **more):
+        return [{"layer": 0, "positions": positions, **more}]
+
+    spec = parse_spec(_base(sites=site([0, -1, "X", "Y:first", "Z:last"])))
+    assert spec.sites[0].positions == [0, -1, "X", "Y:first", "Z:last"]
+    assert spec.sites[0].variables() == ["X", "Y", "Z"]
+    assert parse_spec(_base(sites=site(["last"]))).sites[0].positions == ["last"]
+    _refused(
+        _base(sites=site(["X", "Q"])),
+        "sites.0.positions name ['Q'], which are not input variables",
+        "['X', 'Y', 'Z']",
+    )
+    _refused(_small_custom() | {"sites": site(["X"])}, "name one of ['A', 'B']")
+    path = _rows_file(tmp_path / "rows.jsonl")
+    assert parse_spec(_data(path) | {"sites": site(["W:last"])}).sites[0].variables() == ["W"]
+    _refused(_base(sites=site(["X:middle"])), "position 'X:middle' is not a token index")
+    _refused(_base(sites=site(["1x"])), "is not a token index, 'last'")
+    _refused(_base(sites=site([True])), "hold a boolean")
+    _refused(_base(sites=site(["last", -1])), "must be distinct", "-1 and 'last' are the same")
+    _refused(_base(sites=site(["X", "X"])), "['X'] repeat")
+    _refused(_base(sites=site(["X", "X:last"])), "name ['X'] whole and one of its tokens")
+    assert parse_spec(_base(sites=site(["X:first", "X:last"])))
+
+
+@pytest.mark.unit
+def test_the_rank_check_counts_positions_only_when_their_number_is_known():
+    from service.spec import split_position
+
+    # n_embd 64: one position is 64 dimensions.
+    _refused(
+        _base(sites=[{"layer": 0, "positions": ["X:last", "last"], "rank": 129}]),
+        "sites.0.rank = 129 exceeds the site's dimension 128",
+    )
+    # A whole variable's width is known only once tokenised: no check here.
+    spec = parse_spec(_base(sites=[{"layer": 0, "positions": ["X"], "rank": 129}]))
+    assert spec.sites[0].fixed_count() is None
+    assert (
+        parse_spec(_base(sites=[{"layer": 0, "positions": [0, "X:first"]}])).sites[0].fixed_count()
+        == 2
+    )
+    assert split_position("X") == ("X", None) and split_position("Y:last") == ("Y", "last")
+    with pytest.raises(ValueError, match="not an input variable's name"):
+        split_position("last")
+
+
+@pytest.mark.unit
+def test_new_fields_at_their_defaults_leave_dumps_and_digests_as_they_were(tmp_path):
+    spec = parse_spec(_base())
+    data = spec.model_dump(mode="json")
+    assert data["task"] == {"builtin": "arithmetic", "custom": None}
+    assert set(data["network"]) == {"train", "path", "accuracy_floor"}
+    assert "head" not in data["network"]["train"] and "family" not in data["network"]["train"]
+    lm = parse_spec(
+        _base(
+            task={"builtin": "arithmetic", "answer": " {O}"},
+            network={"train": {"head": "causal-lm", "family": "llama"}},
+        )
+    )
+    dumped = lm.model_dump(mode="json")
+    assert dumped["network"]["train"]["head"] == "causal-lm"
+    assert dumped["task"]["answer"] == " {O}"
+    assert lm.digest("network") != spec.digest("network")
+    # A dump parses back to the same spec (workers receive specs this way).
+    assert parse_spec(dumped) == lm
+    path = _rows_file(tmp_path / "rows.jsonl")
+    data_spec = parse_spec(_data(path, template="{X}+{Y} {W}"))
+    assert parse_spec(data_spec.model_dump(mode="json")) == data_spec
