@@ -115,16 +115,18 @@ def train_alignment(
     task_digest: str,
     settings: DASSettings = DASSettings(),
     log=None,
+    weights: str | None = None,
 ) -> Alignment:
     """Train R on pairs drawn from the training inputs; report IIA on fresh training pairs
-    and on pairs of held-out inputs."""
+    and on pairs of held-out inputs. ``weights``: the network's digest where the caller holds
+    it (digesting a billion weights per alignment would cost more than training it)."""
     if not 1 <= settings.rank <= engine.dim:
         raise AlignmentError(
             f"rank {settings.rank} is invalid for a site of dimension {engine.dim}: choose "
             f"1..{engine.dim}"
         )
     started = time.perf_counter()
-    n = len(engine.ids)
+    n = engine.n_inputs
     train, held = split_inputs(n, settings.held_out, settings.seed)
     if len(train) < 2:
         raise AlignmentError(f"only {len(train)} training inputs; lower held_out")
@@ -158,7 +160,7 @@ def train_alignment(
         candidate,
         engine.site,
         task_digest,
-        network_digest(engine.model),
+        weights or network_digest(engine.model),
         iia(train),
         iia(held),
         time.perf_counter() - started,
