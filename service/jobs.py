@@ -35,6 +35,7 @@ import os
 import re
 import secrets
 import shlex
+import shutil
 import socket
 import sys
 import tempfile
@@ -56,6 +57,10 @@ ORIGIN_ENV = "CCM_SPEC_ORIGIN"
 # uploads up to 100 MiB and its GCS up to its gRPC message size; a spec is a page of TOML, and
 # this leaves room for custom tasks with long domains while refusing a file given by mistake.
 MAX_SPEC_BYTES = 16 * 1024 * 1024
+# A data task's file travels in the working_dir too; Ray uploads packages up to a few hundred
+# MiB, and a job's inputs (1e5 rows of a few variables) take a few MiB.
+MAX_DATA_BYTES = 100 * 1024 * 1024
+DATA_FILE = "inputs"  # its name there, with the original suffix (.jsonl / .csv)
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 TOKEN_FIX = (
     "print the head's token with `ray get-auth-token` on the head node, then set RAY_AUTH_TOKEN "
@@ -330,6 +335,9 @@ def submit(
             'Set execution.mode = "cluster" to spread it over the cluster, or run it here with '
             f"`ccm run {spec_path}`"
         )
+    data = _data_file(spec)
+    if data is not None:  # travels beside the spec; the job reads its copy
+        spec = _with_data_path(spec, DATA_FILE + data.suffix)
     payload = spec.model_dump_json(indent=1)
     _check_size(spec_path, len(payload.encode()))
     conn = connect(address, token)
@@ -339,6 +347,8 @@ def submit(
     job_id = submission_id or f"ccm-{spec.name}-{secrets.token_hex(4)}"
     with tempfile.TemporaryDirectory(prefix="ccm-submit-") as folder:
         (Path(folder) / SPEC_FILE).write_text(payload)
+        if data is not None:
+            shutil.copyfile(data, Path(folder) / (DATA_FILE + data.suffix))
         runtime_env = {
             # Ray's client zips the folder and uploads it with the submission; the job starts in
             # its copy. Removing the folder after submit_job returns is safe.
@@ -370,6 +380,28 @@ def _quiet(*names: str) -> Iterator[None]:
     finally:
         for logger, level in zip(loggers, levels, strict=True):
             logger.setLevel(level)
+
+
+def _data_file(spec: JobSpec) -> Path | None:
+    """A data task's file, which is sent with the job (the cluster need not share this disk);
+    refused when larger than Ray uploads with a submission."""
+    if spec.task.data is None:
+        return None
+    path = Path(spec.task.data.path).expanduser()
+    size = path.stat().st_size
+    if size > MAX_DATA_BYTES:
+        raise JobError(
+            f"task.data.path {path} is {size / 2**20:.0f} MiB, over the "
+            f"{MAX_DATA_BYTES // 2**20} MiB sent with a submission: split the inputs into "
+            "smaller jobs, or run the job on the cluster with `ccm run --address` from a "
+            "machine that mounts the file"
+        )
+    return path
+
+
+def _with_data_path(spec: JobSpec, name: str) -> JobSpec:
+    task = spec.task.model_copy(update={"data": spec.task.data.model_copy(update={"path": name})})
+    return spec.model_copy(update={"task": task})
 
 
 def _check_size(spec_path: Path, size: int) -> None:
