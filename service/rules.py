@@ -15,18 +15,31 @@ class Rule:
     accuracy: float  # share of all inputs whose membership the rule predicts correctly
 
 
+# Tests tried per variable. A data task's column may hold thousands of values (1e5 rows): an
+# equality test per value, each over every row, would take minutes for a rule of two tests.
+MAX_EQUALITY_TESTS = 32
+MAX_THRESHOLDS = 64
+
+
 def _conditions(values: Mapping[str, np.ndarray]):
-    """Candidate tests (text, negated text, mask): thresholds for numbers, equality otherwise."""
+    """Candidate tests (text, negated text, mask): thresholds for numbers (at most
+    MAX_THRESHOLDS, at quantiles), equality otherwise (none past MAX_EQUALITY_TESTS values)."""
     for name, col in values.items():
         col = np.asarray(col)
         uniq = np.unique(col)
         if len(uniq) == 2:  # two values: the negation names the other one
             yield f"{name} == {uniq[0].item()!r}", f"{name} == {uniq[1].item()!r}", col == uniq[0]
         elif col.dtype.kind not in "iuf":
+            if len(uniq) > MAX_EQUALITY_TESTS:
+                continue
             for v in uniq:
                 yield f"{name} == {v.item()!r}", f"{name} != {v.item()!r}", col == v
         else:
-            for t in uniq[:-1]:
+            cuts = uniq[:-1]
+            if len(cuts) > MAX_THRESHOLDS:
+                at = np.linspace(0, 1, MAX_THRESHOLDS)
+                cuts = np.unique(np.quantile(cuts, at, method="lower"))
+            for t in cuts:
                 above = uniq[uniq > t][0].item()
                 yield f"{name} <= {t.item()}", f"{name} >= {above}", col <= t
 
