@@ -191,11 +191,35 @@ def last_hidden(base_model, ids: torch.Tensor, mask: torch.Tensor, last: torch.T
     return h[torch.arange(len(ids), device=h.device), last.to(h.device)]
 
 
+def classifier_pad_id(model) -> int | None:
+    """The pad token a sequence-classification head skips when it picks the token it reads
+    (Hugging Face reads the rightmost token that is not this one); None where unset."""
+    config = model.config
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    pad = getattr(text, "pad_token_id", None)
+    return pad if isinstance(pad, int) else None
+
+
+def classifier_reads(ids: torch.Tensor, pad_id: int) -> torch.Tensor:
+    """The column a Hugging Face classifier head reads in each row: the rightmost token that
+    is not ``pad_id`` (column 0 where every token is)."""
+    columns = torch.arange(ids.shape[-1], device=ids.device)
+    return (columns * (ids != pad_id)).argmax(-1)
+
+
 @torch.no_grad()
 def plain_logits(model, head: str, answer_ids, ids, mask, last) -> torch.Tensor:
     """The oracle: a plain forward of the whole network (its own head), read as the engine
     reads it: a classifier's logits, or a causal LM's answer-token logits at the last real
-    token."""
+    token. A classifier whose config names no pad token cannot run a batch of more than one
+    input through its own head (Hugging Face refuses), so its oracle is the base model's plain
+    forward and its own score layer at each input's last real token."""
+    if head == "classifier" and classifier_pad_id(model) is None:
+        out = model.base_model(input_ids=ids, attention_mask=mask, use_cache=False)
+        h = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
+        h = h[torch.arange(len(ids), device=h.device), last.to(h.device)]
+        score = getattr(model, "score", None) or getattr(model, "classifier", None)
+        return score(h).float()
     logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
     if head == "classifier":
         return logits.float()

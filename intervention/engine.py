@@ -19,6 +19,8 @@ import torch
 
 from intervention.adapters import (
     Readout,
+    classifier_pad_id,
+    classifier_reads,
     decoder_blocks,
     head_of,
     last_hidden,
@@ -206,6 +208,22 @@ class InterchangeEngine:
         """Refuse to score with a split forward that is not the network's plain forward: a
         decoder whose blocks take or return something the split does not expect shows here,
         not as a wrong IIA."""
+        pad = classifier_pad_id(self.model) if self.head == "classifier" else None
+        if pad is not None:
+            # The head reads the rightmost token that is not its pad token: that must be each
+            # prompt's last real token, or the network was trained on another token than the
+            # one the engine reads.
+            reads = classifier_reads(self.ids, pad)
+            wrong = (reads != self.last).nonzero()
+            if len(wrong):
+                i = int(wrong[0])
+                raise SiteError(
+                    f"this {type(self.model).__name__} reads token {int(reads[i])} of input {i} "
+                    f"(the last that is not its config's pad_token_id {pad}), but the input's "
+                    f"last real token is {int(self.last[i])}: the prompts are padded with another "
+                    "id than the config's pad_token_id, or a prompt holds that token; set "
+                    "config.pad_token_id to the tokenizer's pad token"
+                )
         idx = torch.linspace(0, self.n_inputs - 1, min(SELF_CHECK_INPUTS, self.n_inputs))
         idx = idx.round().long().unique().to(self.device)
         got = self.base_logits(idx)
