@@ -4,7 +4,7 @@ the stages store them. In-process here (one worker, one job after another); on R
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Protocol
 
@@ -16,11 +16,15 @@ from service.worker import AlignJob, ShardJob, Worker, network_ref
 Log = Callable[[str], None]
 
 
+# A rotation per (site index, candidate index): each column is scored with its own site's.
+Rotations = Mapping[tuple[int, int], object]
+
+
 class Executor(Protocol):
     def align(self, jobs: list[AlignJob]) -> Iterable[tuple[AlignJob, object]]: ...
 
     def score(
-        self, jobs: list[ShardJob], design, rotations: list
+        self, jobs: list[ShardJob], design, rotations: Rotations
     ) -> Iterable[tuple[ShardJob, np.ndarray]]: ...
 
     def close(self) -> None: ...
@@ -38,10 +42,11 @@ class InProcessExecutor:
             yield job, self.worker.align(job)
 
     def score(
-        self, jobs: list[ShardJob], design, rotations: list
+        self, jobs: list[ShardJob], design, rotations: Rotations
     ) -> Iterator[tuple[ShardJob, np.ndarray]]:
         for job in jobs:
-            yield job, self.worker.score(job, design, rotations[job.model_index])
+            rotation = rotations[job.site_index, job.model_index]
+            yield job, self.worker.score(job, design, rotation)
 
     def close(self) -> None:
         pass

@@ -27,6 +27,7 @@ from service.stages import (
     iia_stage,
     network_stage,
     scoring_stage,
+    site_labels,
     solve_stage,
     timed,
 )
@@ -99,20 +100,48 @@ def _run(ctx: JobContext, address: str | None, started: float) -> dict:
         with timed(ctx, "align_seconds"):
             aligned = alignment_stage(ctx, task, models, net, executor)
         with timed(ctx, "score_seconds"):
-            successes, success_keys = scoring_stage(ctx, models, design, aligned, executor)
+            successes, success_keys = scoring_stage(ctx, design, aligned, executor)
     finally:
         executor.close()
-    data, iia_path, iia = iia_stage(ctx, models, design, successes, success_keys)
+    names = [col.name for col in aligned.columns]
+    data, iia_path, iia = iia_stage(ctx, names, design, successes, success_keys)
     log(f"IIA written to {iia_path}")
-    combined, singles = solve_stage(ctx, data, log)
+    labels = site_labels(spec.sites)
+    by_site = {
+        label: [col.name for col in aligned.columns if col.site_index == k]
+        for k, label in enumerate(labels)
+    }
+    solved = solve_stage(ctx, data, log, by_site)
     sites = [
         Site(s.layer, None if s.positions is None else tuple(s.positions)).describe()
         + f", rank {s.rank}"
         for s in spec.sites
     ]
+    columns = [
+        {
+            "name": col.name,
+            "site": col.site_index,
+            "site_label": labels[col.site_index],
+            "candidate": models[col.model_index].name,
+            "alignment": aligned.keys[col.pair],
+            "successes": key,
+        }
+        for col, key in zip(aligned.columns, success_keys)
+    ]
     digest = report_key(iia, spec.solve.model_dump(mode="json"), spec.network.accuracy_floor)
-    report = build_report(digest, net.accuracy, aligned.table, combined, singles, task, sites)
+    report = build_report(
+        digest,
+        net.accuracy,
+        aligned.table,
+        solved.combined,
+        solved.singles,
+        task,
+        sites,
+        columns=columns,
+        data=data,
+        site_frontiers=solved.sites,
+    )
     report["timings"] = {**ctx.timings, "seconds": round(time.perf_counter() - started, 1)}
-    paths = write_report(report, combined, singles, task, ctx.store)
+    paths = write_report(report, solved.combined, solved.singles, task, ctx.store, solved.sites)
     log(f"report: {paths[0]}")
     return report

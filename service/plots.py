@@ -46,31 +46,75 @@ def model_colours(n: int) -> list[tuple[float, float, float, float]]:
     return [to_rgba(c) for c in colours]
 
 
+# The most single-column lines drawn in colour with a legend entry each: as many as tab20 keeps
+# distinct. More (many candidates × sites) would make a legend taller than the plot; the rest
+# are drawn in grey under one entry.
+MAX_SINGLES_SHOWN = 20
+OTHER_COLOUR = "#b0b0b0"
+
+
 def frontier_figure(
-    combined: Frontier, singles: Mapping[str, Frontier], n_inputs: int
+    combined: Frontier,
+    singles: Mapping[str, Frontier],
+    n_inputs: int,
+    sites: Mapping[str, Frontier] | None = None,
 ) -> plt.Figure:
     """The figure ``plot_frontier`` saves: strength against floor for the combination (black)
-    and for each candidate alone (one distinct colour each)."""
+    and for each candidate alone (one distinct colour each). With ``sites`` of more than one
+    site (columns are candidates at sites), each site's own frontier is drawn in colour
+    instead, and the columns alone in grey under one legend entry, so the legend grows with
+    the sites, not with candidates × sites."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
     ax.plot(combined.floors, combined.strengths, "o-", lw=2.5, color="black", label="combined")
-    for (name, single), colour in zip(singles.items(), model_colours(len(singles))):
-        ax.plot(single.floors, single.strengths, ".--", lw=1, color=colour, label=name)
+    if sites is not None and len(sites) > 1:
+        for (label, site), colour in zip(sites.items(), model_colours(len(sites))):
+            ax.plot(site.floors, site.strengths, "s-", lw=1.5, color=colour, label=f"{label} only")
+        _grey_singles(ax, list(singles.values()), f"a column alone ({len(singles)})")
+    else:
+        # The strongest singles (by strength summed over the floors) get colours and names.
+        ranked = sorted(singles, key=lambda n: -sum(singles[n].strengths))
+        shown = set(ranked[:MAX_SINGLES_SHOWN])
+        named = [n for n in singles if n in shown]  # the callers' order, for stable colours
+        for name, colour in zip(named, model_colours(len(named))):
+            single = singles[name]
+            ax.plot(single.floors, single.strengths, ".--", lw=1, color=colour, label=name)
+        rest = [singles[n] for n in singles if n not in shown]
+        if rest:
+            _grey_singles(ax, rest, f"{len(rest)} more alone")
     ax.set_xlabel("faithfulness floor λ (IIA)")
     ax.set_ylabel(f"strength (inputs explained, of {n_inputs})")
     ax.set_title(f"strength-faithfulness frontier ({combined.semantics}, {combined.floor_scope})")
     ax.invert_xaxis()  # stricter floors on the left, as the sweep runs
     ax.set_ylim(0, n_inputs * 1.03)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    entries = len(ax.get_legend_handles_labels()[0])
+    ax.legend(fontsize=8 if entries <= 10 else 6, loc="lower right", ncol=1 + (entries > 10))
     fig.tight_layout()
     return fig
 
 
+def _grey_singles(ax, frontiers: list[Frontier], label: str) -> None:
+    """Thin grey lines, one legend entry for all of them."""
+    for k, single in enumerate(frontiers):
+        ax.plot(
+            single.floors,
+            single.strengths,
+            ":",
+            lw=0.8,
+            color=OTHER_COLOUR,
+            label=label if k == 0 else None,
+        )
+
+
 def plot_frontier(
-    combined: Frontier, singles: Mapping[str, Frontier], path: str | Path, n_inputs: int
+    combined: Frontier,
+    singles: Mapping[str, Frontier],
+    path: str | Path,
+    n_inputs: int,
+    sites: Mapping[str, Frontier] | None = None,
 ) -> Path:
     """Draw ``frontier_figure`` to ``path``."""
-    fig = frontier_figure(combined, singles, n_inputs)
+    fig = frontier_figure(combined, singles, n_inputs, sites)
     path = Path(path)
     fig.savefig(path, dpi=120)
     plt.close(fig)

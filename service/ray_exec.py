@@ -12,7 +12,7 @@ cannot be placed."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -174,11 +174,16 @@ class RayExecutor:
         return self._map("align", jobs, lambda job: ())
 
     def score(
-        self, jobs: list[ShardJob], design, rotations: list
+        self, jobs: list[ShardJob], design, rotations: Mapping[tuple[int, int], object]
     ) -> Iterator[tuple[ShardJob, np.ndarray]]:
         design_ref = self.ray.put(design)
-        rotation_refs = [self.ray.put(r) for r in rotations]
-        return self._map("score", jobs, lambda job: (design_ref, rotation_refs[job.model_index]))
+        # Each rotation goes to the object store once, whatever the number of its shards; only
+        # the columns with work are sent (a site added to a finished job sends its own only).
+        wanted = {(job.site_index, job.model_index) for job in jobs}
+        refs = {pair: self.ray.put(rotations[pair]) for pair in sorted(wanted)}
+        return self._map(
+            "score", jobs, lambda job: (design_ref, refs[job.site_index, job.model_index])
+        )
 
     def worker_pids(self) -> list[int]:
         return self.ray.get([a.pid.remote() for a in self.actors])

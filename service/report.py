@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
+
 from service.rules import cell_rule
-from solver import Frontier
+from solver import Frontier, PairwiseIIA
 
 
 def build_report(
@@ -17,9 +20,19 @@ def build_report(
     singles: dict[str, Frontier],
     task,
     site_descriptions: list[str],
+    *,
+    columns: list[dict] | None = None,
+    data=None,
+    site_frontiers: Mapping[str, Frontier] | None = None,
 ) -> dict:
     """Everything a reader needs, as plain JSON-able data. The fallback is named (it takes
-    the inputs no candidate explains); it has no IIA of its own here, since none is used."""
+    the inputs no candidate explains); it has no IIA of its own here, since none is used.
+
+    ``models`` (and the cells, rules and singles) name the solver's columns: a candidate at a
+    site. ``columns`` says which (``name``, ``site``, ``site_label``, ``candidate`` and the
+    artifact keys); with it and the solver's ``data``, ``site_iia`` gives per site and
+    candidate the held-out alignment IIA and the mean per-input IIA, and ``sites_frontier``
+    each site's own frontier (its columns only) from ``site_frontiers``."""
     values = task.values
     frontier = []
     for p in combined.results:
@@ -31,7 +44,7 @@ def build_report(
                 rule = cell_rule(values, member)
                 entry["rules"][name] = {"rule": rule.text, "accuracy": round(rule.accuracy, 4)}
         frontier.append(entry)
-    return {
+    report = {
         "spec_digest": spec_digest,
         "task": task.name,
         "n_inputs": task.n_inputs,
@@ -51,9 +64,62 @@ def build_report(
             for name, f in singles.items()
         },
     }
+    if columns is not None:
+        report["columns"] = columns
+        report["site_iia"] = site_iia(columns, alignment_table, data)
+    if site_frontiers is not None and columns is not None:
+        index = {c["site_label"]: c["site"] for c in columns}
+        report["sites_frontier"] = {
+            label: {
+                "site": index[label],
+                "description": site_descriptions[index[label]],
+                "columns": list(f.models),
+                "frontier": [
+                    {
+                        "floor": r.floor,
+                        "strength": r.strength,
+                        "bound": r.certificate.bound,
+                        "status": r.certificate.status,
+                        "cell_sizes": r.cell_sizes,
+                    }
+                    for r in f.results
+                ],
+            }
+            for label, f in site_frontiers.items()
+        }
+    return report
 
 
-def write_report(report: dict, combined: Frontier, singles, task, store) -> list[Path]:
+def site_iia(columns: list[dict], alignment_table: list[dict], data) -> dict:
+    """Per site label, per candidate: its column, the alignment's held-out IIA (DAS's own
+    split) and the mean per-input IIA over the pair design (what the solver reads; for
+    pairwise data, each input's mean over its pairs), so the sites can be compared side by
+    side before any solve."""
+    held = {(r["site"], r["candidate"]): r["held_out_iia"] for r in alignment_table}
+    matrix = None
+    if data is not None:
+        matrix = data.to_per_input() if isinstance(data, PairwiseIIA) else data
+    out: dict[str, dict] = {}
+    for c in columns:
+        mean = None
+        if matrix is not None:
+            mean = round(float(np.mean(matrix.iia[:, matrix.models.index(c["name"])])), 6)
+        out.setdefault(c["site_label"], {})[c["candidate"]] = {
+            "column": c["name"],
+            "held_out_iia": held.get((c["site"], c["candidate"])),
+            "mean_iia": mean,
+        }
+    return out
+
+
+def write_report(
+    report: dict,
+    combined: Frontier,
+    singles,
+    task,
+    store,
+    site_frontiers: Mapping[str, Frontier] | None = None,
+) -> list[Path]:
     """``report.json``, ``frontier.png`` and ``partition.png``, each written whole through the
     job's results folder (``service.artifacts.ResultsFolder``): checksummed, never through a
     link."""
@@ -65,7 +131,8 @@ def write_report(report: dict, combined: Frontier, singles, task, store) -> list
     paths = [
         store.write_text("report.json", json.dumps(report, indent=1) + "\n"),
         store.write_with(
-            "frontier.png", lambda p: plot_frontier(combined, singles, p, task.n_inputs)
+            "frontier.png",
+            lambda p: plot_frontier(combined, singles, p, task.n_inputs, sites=site_frontiers),
         ),
         store.write_with("partition.png", lambda p: plot_partition(chosen, task, p)),
     ]
@@ -98,4 +165,23 @@ def format_report(report: dict) -> str:
         )
     for name, rows in report["singles"].items():
         lines.append(f"single {name}: " + " ".join(str(x["strength"]) for x in rows))
+    # Reports written before sites were columns lack these tables; they print as before.
+    by_site = report.get("site_iia") or {}
+    if by_site:
+        lines.append("IIA per site (held-out alignment / mean per-input):")
+        for label, cands in by_site.items():
+            cells = ", ".join(
+                f"{cand} {_num(v['held_out_iia'])}/{_num(v['mean_iia'])}"
+                for cand, v in cands.items()
+            )
+            lines.append(f"  {label}: {cells}")
+    frontiers = report.get("sites_frontier") or {}
+    if len(frontiers) > 1:  # with one site it is the combined frontier above
+        for label, entry in frontiers.items():
+            strengths = " ".join(str(r["strength"]) for r in entry["frontier"])
+            lines.append(f"site {label} alone: {strengths}")
     return "\n".join(lines)
+
+
+def _num(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"

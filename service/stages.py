@@ -7,6 +7,7 @@ recomputed, with a log line naming it. Workers compute; the stages write."""
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -114,6 +115,62 @@ def network_stage(ctx: JobContext, task) -> NetworkStage:
     return NetworkStage(model, tokenizer, ids, acc, weights, network_identity(weights, ids), where)
 
 
+def site_labels(sites) -> list[str]:
+    """A short, unique label per site of the spec, for column names and per-site tables:
+    ``embeddings`` (layer -1) or ``block L``; sites that share a label add their positions
+    (``[pos 0,1]`` or ``[all pos]``), then their rank, then their index, until no two agree,
+    since a column's name is all the solver and the report know it by."""
+    labels = ["embeddings" if s.layer == -1 else f"block {s.layer}" for s in sites]
+    for rule in ("positions", "rank", "index"):
+        counts = Counter(labels)
+        if all(n == 1 for n in counts.values()):
+            break
+        labels = [
+            label + _site_suffix(rule, k, site) if counts[label] > 1 else label
+            for k, (label, site) in enumerate(zip(labels, sites))
+        ]
+    return labels
+
+
+def _site_suffix(rule: str, k: int, site) -> str:
+    if rule == "positions":
+        return (
+            " [all pos]"
+            if site.positions is None
+            else f" [pos {','.join(map(str, site.positions))}]"
+        )
+    if rule == "rank":
+        return f" rank {site.rank}"
+    return f" #{k}"  # identical sites: only their order tells them apart
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of the solver's data: a candidate aligned and scored at one site."""
+
+    site_index: int
+    model_index: int
+    name: str  # the candidate's name alone when the spec has one site; else "name @ site"
+
+    @property
+    def pair(self) -> tuple[int, int]:
+        return self.site_index, self.model_index
+
+
+def columns_of(sites, models) -> list[Column]:
+    """The solver's columns: every (site, candidate) pair, site by site, candidates in the
+    spec's order. With one site a column keeps the candidate's name, so that one-site jobs
+    (and their artifacts, keyed on the names) read exactly as before sites were columns."""
+    if len(sites) == 1:
+        return [Column(0, i, m.name) for i, m in enumerate(models)]
+    labels = site_labels(sites)
+    return [
+        Column(k, i, f"{m.name} @ {labels[k]}")
+        for k in range(len(sites))
+        for i, m in enumerate(models)
+    ]
+
+
 def _row(alignment, site_index: int) -> dict:
     return {
         "candidate": alignment.candidate,
@@ -126,13 +183,15 @@ def _row(alignment, site_index: int) -> dict:
 @dataclass(frozen=True)
 class Alignments:
     table: list[dict]  # one row per (site, candidate): its train and held-out IIA
-    keys: list[str]  # the first site's alignment key per candidate
-    rotations: list  # the first site's rotation per candidate
+    columns: list[Column]  # the solver's columns, in order
+    keys: dict[tuple[int, int], str]  # the alignment key per (site, candidate)
+    rotations: dict[tuple[int, int], object]  # the rotation per (site, candidate)
 
 
 def alignment_stage(ctx: JobContext, task, models, net: NetworkStage, executor) -> Alignments:
     """One DAS alignment per candidate and site: reused when its files check out, else trained
-    by the executor's workers and stored here."""
+    by the executor's workers and stored here. Each is keyed on its own site, so a site added
+    to a finished job trains only that site's alignments."""
     from intervention.das import META_FILE, ROTATION_FILE, Alignment
     from intervention.digest import digest
 
@@ -167,36 +226,55 @@ def alignment_stage(ctx: JobContext, task, models, net: NetworkStage, executor) 
     order = sorted(found)
     return Alignments(
         [_row(found[k, i], k) for k, i in order],
-        [rels[0, i].removeprefix("alignment-") for i in range(len(models))],
-        [found[0, i].rotation for i in range(len(models))],
+        columns_of(spec.sites, models),
+        {pair: rel.removeprefix("alignment-") for pair, rel in rels.items()},
+        {pair: alignment.rotation for pair, alignment in found.items()},
     )
 
 
-def scoring_stage(ctx: JobContext, models, design, aligned: Alignments, executor):
-    """Successes of every candidate on every pair of the design, in shards named by their pair
-    range. Returns the successes per candidate and the keys of their folders."""
+def scoring_stage(ctx: JobContext, design, aligned: Alignments, executor):
+    """Successes of every column (candidate at a site) on every pair of the design, in shards
+    named by their pair range, one folder per column keyed on that column's own alignment: a
+    site added to a finished job scores only its own columns. Returns the successes per
+    column and the keys of their folders."""
     spec, store = ctx.spec, ctx.store
     size = spec.execution.shard_size
-    dirs, jobs = [], []
-    for i in range(len(models)):
-        k = successes_key(aligned.keys[i], aligned.rotations[i], design_content(design), size)
-        dirs.append(f"successes-{k}")
+    dirs: dict[tuple[int, int], str] = {}
+    jobs: list[ShardJob] = []
+    for col in aligned.columns:
+        k = successes_key(
+            aligned.keys[col.pair], aligned.rotations[col.pair], design_content(design), size
+        )
+        dirs[col.pair] = f"successes-{k}"
         for start in range(0, len(design), size):
-            jobs.append(ShardJob(i, start, min(start + size, len(design))))
+            stop = min(start + size, len(design))
+            jobs.append(ShardJob(col.site_index, col.model_index, start, stop))
 
     def rel(job: ShardJob) -> str:
-        return f"{dirs[job.model_index]}/{job.name}"
+        return f"{dirs[job.site_index, job.model_index]}/{job.name}"
 
-    done, interrupted, changed = [], [], {}
-    for job in jobs:
-        why = store.problem(rel(job))
-        if why is None:
-            done.append(job)
-        elif why == "absent" or why.startswith("not in the manifest"):
-            interrupted.append(job)
-        else:
-            changed[job] = why
-    if done and interrupted and not ctx.resume:
+    state: dict[ShardJob, str | None] = {job: store.problem(rel(job)) for job in jobs}
+
+    def absent(why: str | None) -> bool:
+        return why is not None and (why == "absent" or why.startswith("not in the manifest"))
+
+    # An interrupted run leaves a column half scored. A column with no shard at all is new
+    # work (a site or candidate added to a finished job), not a stale partial run to refuse.
+    done, interrupted, changed, fresh = [], [], {}, []
+    for pair in dirs:
+        mine = [job for job in jobs if (job.site_index, job.model_index) == pair]
+        if all(absent(state[job]) for job in mine):
+            fresh.extend(mine)
+            continue
+        for job in mine:
+            why = state[job]
+            if why is None:
+                done.append(job)
+            elif absent(why):
+                interrupted.append(job)
+            else:
+                changed[job] = why
+    if interrupted and not ctx.resume:
         raise SpecError(
             f"{store.root} holds {len(done)} of {len(jobs)} IIA shards from an interrupted run "
             f"(e.g. {store.path(rel(interrupted[0]))} is missing): pass --resume to finish it, "
@@ -204,15 +282,15 @@ def scoring_stage(ctx: JobContext, models, design, aligned: Alignments, executor
         )
     for job, why in changed.items():  # differs from the manifest: never used, recomputed
         ctx.log(f"artifacts: {store.path(rel(job))} is {why}; recomputing it")
-    for job in [*interrupted, *changed]:
+    missing = [*fresh, *interrupted, *changed]
+    for job in missing:  # a stray file no manifest vouches for is never kept
         store.remove(rel(job))
-    missing = [*interrupted, *changed]
     ctx.log(f"IIA: {len(jobs)} shards, {len(done)} already done")
     ctx.timings["shards_total"] = len(jobs)
     ctx.timings["shards_computed"] = len(missing)
     if missing:
-        for i in range(len(models)):
-            store.directory(dirs[i])
+        for folder in dirs.values():
+            store.directory(folder)
         bar = Progress(len(missing), "IIA shards", ctx.log)
         for job, successes in executor.score(missing, design, aligned.rotations):
             store.save_array(rel(job), np.asarray(successes, dtype=bool))
@@ -221,19 +299,23 @@ def scoring_stage(ctx: JobContext, models, design, aligned: Alignments, executor
         store.flush()
     out = [
         np.concatenate(
-            [store.load_array(rel(j), j.stop - j.start, bool) for j in jobs if j.model_index == i]
+            [
+                store.load_array(rel(j), j.stop - j.start, bool)
+                for j in jobs
+                if (j.site_index, j.model_index) == col.pair
+            ]
         )
-        for i in range(len(models))
+        for col in aligned.columns
     ]
-    return out, [d.removeprefix("successes-") for d in dirs]
+    return out, [dirs[col.pair].removeprefix("successes-") for col in aligned.columns]
 
 
-def iia_stage(ctx: JobContext, models, design, successes, success_keys):
-    """The solver's data from the successes: the pairwise tensor (all pairs) or the per-input
-    matrix (sampled partners). The fallback is not among its models."""
+def iia_stage(ctx: JobContext, names: list[str], design, successes, success_keys):
+    """The solver's data from the successes, one column per name (a candidate at a site): the
+    pairwise tensor (all pairs) or the per-input matrix (sampled partners). The fallback is
+    not among its models."""
     from intervention.iia import pairwise_from_successes, per_input_from_successes
 
-    names = [m.name for m in models]
     k = iia_key(success_keys, names, design_content(design))
     if design.partners is None:
         data = pairwise_from_successes(design, successes, names, None)
@@ -244,7 +326,18 @@ def iia_stage(ctx: JobContext, models, design, successes, success_keys):
     return data, path, k
 
 
-def solve_stage(ctx: JobContext, data, log: Log):
+class Solved(NamedTuple):
+    combined: object  # the frontier over every column
+    singles: dict  # column name -> the frontier of that column alone
+    sites: dict  # site label -> the frontier over that site's columns only
+
+
+def solve_stage(
+    ctx: JobContext, data, log: Log, sites: dict[str, list[str]] | None = None
+) -> Solved:
+    """The frontier over every column, each column's alone, and each site's own (``sites``:
+    site label -> its columns' names). A combination may explain different inputs at
+    different sites; a site's frontier says how far that site alone goes."""
     from solver import Solver
 
     s = ctx.spec.solve
@@ -274,7 +367,21 @@ def solve_stage(ctx: JobContext, data, log: Log):
         singles[name] = Solver(time_limit=single_limit, **kwargs).frontier(
             data, s.floors, candidates=[name]
         )
-    return combined, singles
+    by_site = {}
+    if sites and len(sites) == 1:  # one site: its columns are all the columns, already solved
+        by_site = {label: combined for label in sites}
+    elif sites:
+        # The sites share one time limit between them, as the singles do, so that adding
+        # sites does not multiply the job's solving time.
+        site_limit = max(1.0, s.time_limit / len(sites))
+        for label, names in sites.items():
+            by_site[label] = Solver(time_limit=site_limit, **kwargs).frontier(
+                data, s.floors, candidates=names
+            )
+            log(
+                f"frontier at {label}: " + " ".join(str(r.strength) for r in by_site[label].results)
+            )
+    return Solved(combined, singles, by_site)
 
 
 @contextmanager

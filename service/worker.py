@@ -29,8 +29,10 @@ class AlignJob:
 
 @dataclass(frozen=True)
 class ShardJob:
-    """One shard to score: the design's pairs start..stop-1 for one candidate."""
+    """One shard to score: the design's pairs start..stop-1 for one candidate at one site
+    (one column of the solver's data)."""
 
+    site_index: int
     model_index: int
     start: int
     stop: int
@@ -114,8 +116,9 @@ class Worker:
         )
 
     def score(self, job: ShardJob, design, rotation) -> np.ndarray:
-        """Successes of one candidate on pairs start..stop-1 of the design, at the first site;
-        they depend only on those pairs, so any worker may score any shard."""
+        """Successes of one candidate on pairs start..stop-1 of the design, at the job's site
+        with that site's rotation; they depend only on those pairs, so any worker may score
+        any shard."""
         import torch
 
         from intervention.iia import score_shard
@@ -123,4 +126,6 @@ class Worker:
         pairs = np.arange(job.start, job.stop, dtype=np.int64)
         model = self.models[job.model_index]
         with torch.no_grad():
-            return score_shard(self.engine(0), self.task, model, rotation, design, pairs)
+            return score_shard(
+                self.engine(job.site_index), self.task, model, rotation, design, pairs
+            )
