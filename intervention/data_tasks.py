@@ -123,7 +123,7 @@ def _read_jsonl(path: Path) -> tuple[dict[str, list], dict[str, str], list[int]]
     scan = json.JSONDecoder().scan_once
     objects: list[dict] = []
     lines: list[int] = []
-    with path.open(encoding="utf-8") as f:
+    with path.open(encoding="utf-8-sig") as f:
         for line_no, line in enumerate(f, 1):
             text = line.strip()
             if not text:
@@ -219,7 +219,8 @@ def _row_differs(where: str, names: list[str], got: list[str]) -> DataFileError:
 
 
 def _read_csv(path: Path) -> tuple[dict[str, list], dict[str, str], list[int]]:
-    with path.open(newline="", encoding="utf-8") as f:
+    # utf-8-sig: a spreadsheet's byte-order mark is not part of the first column's name.
+    with path.open(newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f)
         header = next(reader, None)
         if header is None:
@@ -234,7 +235,6 @@ def _read_csv(path: Path) -> tuple[dict[str, list], dict[str, str], list[int]]:
             if not values:
                 continue  # a blank line is not a row
             row = len(lines) + 1
-            where = _where(path, row, reader.line_num)
             if row > MAX_INPUTS:
                 raise _too_many(path)
             if len(values) != len(header):
@@ -245,8 +245,8 @@ def _read_csv(path: Path) -> tuple[dict[str, list], dict[str, str], list[int]]:
                     else f"has {len(values)} values for the header's {len(header)} columns"
                 )
                 raise DataFileError(
-                    f"{where}: the row {problem} (the header names {header}); give every row "
-                    "one value per column"
+                    f"{_where(path, row, reader.line_num)}: the row {problem} (the header names "
+                    f"{header}); give every row one value per column"
                 )
             for column, value in zip(cells, values, strict=True):
                 column.append(value)

@@ -89,6 +89,9 @@ def test_csv_columns_take_their_kind_from_all_their_cells(tmp_path):
     assert values["S"].tolist() == ["a", "b", "7"]
     assert values["M"].tolist() == ["1", "x", "2"]  # one non-integer makes the column strings
     assert prompts == ["p1", "p2", "p3"]
+    # A spreadsheet's byte-order mark is not part of the first name.
+    (tmp_path / "bom.csv").write_bytes("\ufeffA,prompt\n1,a\n2,b\n".encode())
+    assert list(read_rows(tmp_path / "bom.csv")[0]) == ["A"]
     # Without a prompt column the prompts are None (a template must render them).
     values, prompts = read_rows(_csv(tmp_path / "np.csv", ["A"], [["1"], ["2"]]))
     assert prompts is None and values["A"].tolist() == [1, 2]
