@@ -75,7 +75,7 @@ SITES = ((0, -2, "B", "last"), ("A:last", "C"))
 # -- the families ------------------------------------------------------------------------------
 
 
-def _llama_like(**extra) -> dict:
+def llama_like(**extra) -> dict:
     return dict(
         hidden_size=32,
         intermediate_size=64,
@@ -139,32 +139,32 @@ FAMILY_MODELS = {
         "gpt_neox.layers",
     ),
     "llama": (
-        lambda: tf.LlamaConfig(**_llama_like(), **COMMON),
+        lambda: tf.LlamaConfig(**llama_like(), **COMMON),
         tf.LlamaForCausalLM,
         tf.LlamaForSequenceClassification,
         "model.layers",
     ),
     "qwen2": (
-        lambda: tf.Qwen2Config(**_llama_like(), **COMMON),
+        lambda: tf.Qwen2Config(**llama_like(), **COMMON),
         tf.Qwen2ForCausalLM,
         tf.Qwen2ForSequenceClassification,
         "model.layers",
     ),
     "qwen3": (
-        lambda: tf.Qwen3Config(**_llama_like(head_dim=8), **COMMON),
+        lambda: tf.Qwen3Config(**llama_like(head_dim=8), **COMMON),
         tf.Qwen3ForCausalLM,
         tf.Qwen3ForSequenceClassification,
         "model.layers",
     ),
     "mistral": (  # a sliding window shorter than the prompts
-        lambda: tf.MistralConfig(**_llama_like(sliding_window=4), **COMMON),
+        lambda: tf.MistralConfig(**llama_like(sliding_window=4), **COMMON),
         tf.MistralForCausalLM,
         tf.MistralForSequenceClassification,
         "model.layers",
     ),
     "gemma2": (  # soft-capped final logits (small, so that the cap bends them), local layers
         lambda: tf.Gemma2Config(
-            **_llama_like(head_dim=8, sliding_window=4, final_logit_softcapping=0.5), **COMMON
+            **llama_like(head_dim=8, sliding_window=4, final_logit_softcapping=0.5), **COMMON
         ),
         tf.Gemma2ForCausalLM,
         tf.Gemma2ForSequenceClassification,
@@ -172,7 +172,7 @@ FAMILY_MODELS = {
     ),
     "gemma3_text": (  # sliding and full attention layers, each with its own rotary base
         lambda: tf.Gemma3TextConfig(
-            **_llama_like(
+            **llama_like(
                 head_dim=8,
                 sliding_window=4,
                 layer_types=["sliding_attention", "full_attention", "sliding_attention"],
@@ -187,14 +187,14 @@ FAMILY_MODELS = {
 HEADS = ("causal-lm", "classifier")
 
 
-def _build(family: str, head: str, seed: int = 0):
+def build_family(family: str, head: str, seed: int = 0):
     config, lm, classifier, path = FAMILY_MODELS[family]
     torch.manual_seed(seed)
     model = (lm if head == "causal-lm" else classifier)(config()).eval()
     return model, path
 
 
-def _answer_ids() -> list[int]:
+def answer_ids_of() -> list[int]:
     return answer_token_ids(TOKENIZER, ANSWERS, ["yes", "no", "maybe"])
 
 
@@ -222,7 +222,7 @@ def _hook_site(model, path: str, layer: int, fn):
     return blocks[layer].register_forward_hook(post)
 
 
-def _read(model, ids, mask, last, answer_ids):
+def read_logits(model, ids, mask, last, answer_ids):
     """The plain network's logits as the task reads them."""
     logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
     if answer_ids is None:
@@ -258,21 +258,21 @@ def oracle_patched(model, path, enc, layer, rows, base, source, rotation, answer
 
     handle = _hook_site(model, path, layer, patch)
     try:
-        return _read(model, enc.ids[base], enc.mask[base], enc.last[base], answer_ids)
+        return read_logits(model, enc.ids[base], enc.mask[base], enc.last[base], answer_ids)
     finally:
         handle.remove()
 
 
-def _pairs(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def pairs_of(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     gen = torch.Generator().manual_seed(seed)
     base = torch.randint(0, n, (PAIRS,), generator=gen)
     source = (base + torch.randint(1, n, (PAIRS,), generator=gen)) % n  # never the base
     return base, source
 
 
-def _check_parity(engine, model, path, enc, answer_ids, seed: int, spans=SPANS):
+def check_parity(engine, model, path, enc, answer_ids, seed: int):
     """Patched logits of the engine equal the oracle's; the patch moved them."""
-    base, source = _pairs(enc.n, seed)
+    base, source = pairs_of(enc.n, seed)
     gen = torch.Generator().manual_seed(seed)
     rotation = torch.linalg.qr(torch.randn(engine.dim, RANK, generator=gen))[0]
     with torch.no_grad():
@@ -287,15 +287,15 @@ def _check_parity(engine, model, path, enc, answer_ids, seed: int, spans=SPANS):
     # Not two no-ops agreeing: the patch moved the logits of every pair whose site differs,
     # by far more than the tolerance, and most pairs' sites differ.
     with torch.no_grad():
-        plain = _read(model, enc.ids[base], enc.mask[base], enc.last[base], answer_ids)
+        plain = read_logits(model, enc.ids[base], enc.mask[base], enc.last[base], answer_ids)
     moved = (ref - plain).abs().amax(-1)
-    differs = _sites_differ(enc, rows, layer, base, source)
+    differs = sites_differ(enc, rows, layer, base, source)
     assert differs.float().mean().item() >= 0.6, f"{where}: {differs}"
     assert (moved[differs] > MOVED).all(), f"{where}: patch moved {moved}"
     return got, ref
 
 
-def _sites_differ(enc, rows, layer, base, source) -> torch.Tensor:
+def sites_differ(enc, rows, layer, base, source) -> torch.Tensor:
     """Pairs whose site vectors can differ: at the embeddings, other tokens or positions at
     the site; after a block, another prefix up to the site's last token."""
     rb, rs = rows[base].cpu(), rows[source].cpu()
@@ -316,10 +316,10 @@ def _sites_differ(enc, rows, layer, base, source) -> torch.Tensor:
 @pytest.mark.parametrize("head", HEADS)
 @pytest.mark.parametrize("family", list(FAMILY_MODELS))
 def test_engine_matches_a_hooked_plain_forward(family, head, side):
-    model, path = _build(family, head)
+    model, path = build_family(family, head)
     enc = encode_prompts(TOKENIZER, PROMPTS, pad_side=side)
     assert enc.padded and len(set(enc.lengths.tolist())) == len(A_VALUES)
-    answer_ids = _answer_ids() if head == "causal-lm" else None
+    answer_ids = answer_ids_of() if head == "causal-lm" else None
     moving = False  # whether some site's token moves between inputs (not one column)
     for layer, positions in itertools.product((-1, 1, N_LAYER - 1), SITES):
         engine = InterchangeEngine(
@@ -333,7 +333,7 @@ def test_engine_matches_a_hooked_plain_forward(family, head, side):
         )
         moving |= bool((engine.rows != engine.rows[0]).any())
         seed = 100 * (layer + 1) + len(positions)
-        got, _ = _check_parity(engine, model, path, enc, answer_ids, seed)
+        got, _ = check_parity(engine, model, path, enc, answer_ids, seed)
         if layer == 1:  # the same site with no cache: each batch recomputes the bases' prefix
             uncached = InterchangeEngine(
                 model,
@@ -346,12 +346,12 @@ def test_engine_matches_a_hooked_plain_forward(family, head, side):
                 cache_bytes=0,
             )
             assert not uncached.cached and engine.cached
-            again, _ = _check_parity(uncached, model, path, enc, answer_ids, seed)
+            again, _ = check_parity(uncached, model, path, enc, answer_ids, seed)
             assert (again - got).abs().max().item() <= TOLERANCE
     assert moving
     # Unpatched, the split network is the network, on every input.
     with torch.no_grad():
-        plain = _read(model, enc.ids, enc.mask, enc.last, answer_ids)
+        plain = read_logits(model, enc.ids, enc.mask, enc.last, answer_ids)
     assert (engine.base_logits() - plain).abs().max().item() <= TOLERANCE
 
 
@@ -361,9 +361,9 @@ def test_causal_lm_reads_the_answer_tokens_at_the_last_real_token(family):
     """Right-padded prompts: the last column is padding for most inputs, so reading there (or
     reading every vocabulary logit) would differ; the engine reads each input's last real
     token's answer logits."""
-    model, _ = _build(family, "causal-lm")
+    model, _ = build_family(family, "causal-lm")
     enc = encode_prompts(TOKENIZER, PROMPTS, pad_side="right")
-    answer_ids = _answer_ids()
+    answer_ids = answer_ids_of()
     engine = InterchangeEngine(model, enc, Site(0, ("last",)), answer_ids=answer_ids)
     with torch.no_grad():
         full = model(input_ids=enc.ids, attention_mask=enc.mask).logits
@@ -379,23 +379,23 @@ def test_causal_lm_reads_the_answer_tokens_at_the_last_real_token(family):
 
 
 @pytest.mark.integration
-def test_gemma2_final_softcapping_is_read():
+def test_gemma2_final_softcapping_isread_logits():
     """Gemma 2 caps its final logits (tanh(x / c) · c); with a small cap the capped and raw
     answer logits differ far beyond the tolerance, and the engine matches the capped ones."""
-    model, path = _build("gemma2", "causal-lm")
+    model, path = build_family("gemma2", "causal-lm")
     cap = model.config.final_logit_softcapping
     enc = encode_prompts(TOKENIZER, PROMPTS, pad_side="left")
-    answer_ids = _answer_ids()
+    answer_ids = answer_ids_of()
     engine = InterchangeEngine(
         model, enc, Site(1, ("B", "last")), answer_ids=answer_ids, spans=SPANS
     )
     assert engine.readout.softcap == cap
-    got, ref = _check_parity(engine, model, path, enc, answer_ids, seed=7)
+    got, ref = check_parity(engine, model, path, enc, answer_ids, seed=7)
     assert ref.abs().max().item() < cap  # the oracle's logits are capped
     raw = torch.atanh(ref / cap) * cap
     assert (raw - ref).abs().max().item() > 100 * TOLERANCE  # the cap bends them
     engine.readout.softcap = None  # without the cap the engine would be wrong
-    base, source = _pairs(enc.n, 7)
+    base, source = pairs_of(enc.n, 7)
     rotation = torch.linalg.qr(
         torch.randn(engine.dim, RANK, generator=torch.Generator().manual_seed(7))
     )[0]
@@ -412,12 +412,12 @@ def test_a_family_without_adapter_runs_from_network_layers():
     """A GPT-2 whose config names an unknown family, and a family transformers has but the
     adapters do not (Phi-3, OLMo): refused without ``layers``, the oracle's logits with it."""
     enc = encode_prompts(TOKENIZER, PROMPTS, pad_side="left")
-    answer_ids = _answer_ids()
-    model, path = _build("gpt2", "causal-lm")
+    answer_ids = answer_ids_of()
+    model, path = build_family("gpt2", "causal-lm")
     model.config.model_type = "my_own_gpt"
     torch.manual_seed(0)
-    phi3 = tf.Phi3ForCausalLM(tf.Phi3Config(**_llama_like(), **COMMON)).eval()
-    olmo = tf.OlmoForCausalLM(tf.OlmoConfig(**_llama_like(), **COMMON)).eval()
+    phi3 = tf.Phi3ForCausalLM(tf.Phi3Config(**llama_like(), **COMMON)).eval()
+    olmo = tf.OlmoForCausalLM(tf.OlmoConfig(**llama_like(), **COMMON)).eval()
     for net, path in ((model, "transformer.h"), (phi3, "model.layers"), (olmo, "model.layers")):
         family = net.config.model_type
         with pytest.raises(AdapterError, match="network.layers") as err:
@@ -432,7 +432,7 @@ def test_a_family_without_adapter_runs_from_network_layers():
                 layers=path,
                 spans=SPANS,
             )
-            _check_parity(engine, net, path, enc, answer_ids, seed=11 + layer)
+            check_parity(engine, net, path, enc, answer_ids, seed=11 + layer)
     with pytest.raises(AdapterError, match="names no module"):
         InterchangeEngine(model, enc, Site(0, ("last",)), answer_ids=answer_ids, layers="h.x")
 
@@ -443,7 +443,7 @@ def test_a_classifier_without_a_pad_token_reads_the_last_real_token(side):
     """Hugging Face's classifier head refuses a batch when its config names no pad token; the
     engine (which reads each input's last real token from the mask) still scores, and equals
     the hooked plain base model read through the model's own score layer there."""
-    model, path = _build("llama", "classifier")
+    model, path = build_family("llama", "classifier")
     model.config.pad_token_id = None
     enc = encode_prompts(TOKENIZER, PROMPTS, pad_side=side)
     with pytest.raises(ValueError, match="no padding token"):
@@ -464,7 +464,7 @@ def test_a_classifier_without_a_pad_token_reads_the_last_real_token(side):
 def test_a_classifier_reading_another_token_than_the_last_real_one_is_refused():
     """A config whose pad_token_id is not the id the prompts are padded with: the head reads
     a padding token, not the prompt's last; the engine refuses, saying which and why."""
-    model, _ = _build("gpt2", "classifier")
+    model, _ = build_family("gpt2", "classifier")
     enc = encode_prompts(TOKENIZER, PROMPTS, pad_side="right")
     model.config.pad_token_id = TOKENIZER.convert_tokens_to_ids("saw")  # not [PAD]
     with pytest.raises(SiteError, match="reads token .* pad_token_id .* last real token"):
@@ -488,7 +488,7 @@ def test_answers_must_be_one_distinct_token_each():
 
 @pytest.mark.integration
 def test_a_prompt_longer_than_the_context_is_refused():
-    model, _ = _build("llama", "causal-lm")
+    model, _ = build_family("llama", "causal-lm")
     context = context_length(model)
     assert context == 32
     long = " ".join(["x"] * (context + 1))
@@ -500,7 +500,7 @@ def test_a_prompt_longer_than_the_context_is_refused():
 @pytest.mark.integration
 @pytest.mark.parametrize("family", ["gpt2", "qwen3"])
 def test_bad_sites_are_refused(family):
-    model, _ = _build(family, "classifier")
+    model, _ = build_family(family, "classifier")
     enc = encode_prompts(TOKENIZER, PROMPTS)
 
     def engine(layer, positions):
@@ -530,23 +530,23 @@ def bf16_argmax_agreement(device: str) -> tuple[float, float]:
     whose argmax matches the hooked oracle's, where the oracle's top two are not a near tie."""
     torch.manual_seed(0)
     config = tf.LlamaConfig(
-        **{**_llama_like(), "num_hidden_layers": 4, "hidden_size": 64, "intermediate_size": 176},
+        **{**llama_like(), "num_hidden_layers": 4, "hidden_size": 64, "intermediate_size": 176},
         **COMMON,
     )
     model = tf.LlamaForCausalLM(config).eval().to(device=device, dtype=torch.bfloat16)
     enc = encode_prompts(TOKENIZER, PROMPTS, pad_side="left")
-    answer_ids = _answer_ids()
+    answer_ids = answer_ids_of()
     engine = InterchangeEngine(
         model, enc, Site(2, ("B", "last")), answer_ids=answer_ids, spans=SPANS
     )
     with torch.no_grad():
-        plain = _read(
+        plain = read_logits(
             model, enc.ids.to(device), enc.mask.to(device), enc.last.to(device), answer_ids
         )
         unpatched = engine.base_logits()
     base_agree = (unpatched.argmax(-1) == plain.argmax(-1)).float().mean().item()
 
-    base, source = _pairs(enc.n, 3)
+    base, source = pairs_of(enc.n, 3)
     rotation = torch.linalg.qr(
         torch.randn(engine.dim, RANK, generator=torch.Generator().manual_seed(3))
     )[0].to(device=device, dtype=torch.bfloat16)
