@@ -53,66 +53,117 @@ class JobContext:
 class NetworkStage(NamedTuple):
     model: object
     tokenizer: object
-    ids: object  # token ids [n, length] of the task's prompts
+    ids: object  # token ids [n, length] of the task's prompts (padded where lengths differ)
     accuracy: float  # measured on the task now, never read from a file
     weights: str  # digest of the network's config and weights
-    identity: str  # digest of the weights and the token ids: what later stages key on
+    identity: str  # digest of the weights and the encoded prompts: what later stages key on
     where: str | Path  # the network's folder (or hub name), for the workers
+    inputs: object = None  # intervention.network.TaskInputs: prompts encoded, answer tokens
+    correct: int = 0  # how many inputs the network gets right
 
 
 def network_stage(ctx: JobContext, task) -> NetworkStage:
-    """Train (or load) the network once; refuse one below the accuracy floor. A reused
-    network is checked file by file against the manifest, and its accuracy is measured again
-    (cheap: one forward pass over the task), so the floor is never checked against a file."""
+    """Train (or load) the network once; refuse one below the accuracy floor, or one whose
+    sites, prompts or answers do not fit (before any alignment). A reused network is checked
+    file by file against the manifest, and its accuracy is measured again (cheap: one forward
+    pass over the task), so the floor is never checked against a file."""
     import torch
 
     from intervention.network import (
         TrainSettings,
-        accuracy,
         load_network,
         network_digest,
         require_accuracy,
         save_network,
-        train_network,
+        task_accuracy,
+        task_inputs,
+        train_on,
+        training_data,
     )
-    from intervention.tokenizer import build_tokenizer, encode_fixed_length
 
     spec, store = ctx.spec, ctx.store
-    prompts = task.prompts()
     labels = torch.as_tensor(task.labels())
     if spec.network.path is not None:
-        model, tokenizer = load_network(spec.network.path)
-        ids = encode_fixed_length(tokenizer, prompts)
-        if model.config.num_labels != len(task.classes):
-            raise SpecError(
-                f"network {spec.network.path} has {model.config.num_labels} classes, the task "
-                f"{len(task.classes)}"
-            )
+        model, tokenizer = load_network(spec.network.path, spec.network.head, spec.network.dtype)
         where: str | Path = spec.network.path
     else:
         rel = f"network-{network_key(task, spec.network.train.model_dump(mode='json'))}"
         if store.reusable(rel, folder=True):
             model, tokenizer = load_network(store.path(rel))
-            ids = encode_fixed_length(tokenizer, prompts)
             ctx.log(f"network: reused {store.path(rel)}")
         else:
-            tokenizer = build_tokenizer(prompts)
-            ids = encode_fixed_length(tokenizer, prompts)
+            # Everything is checked before training: the tokenizer, the answers (one token per
+            # class), the sites' positions on the prompts as this tokenizer reads them.
             settings = TrainSettings(**spec.network.train.model_dump())
-            ctx.log(f"network: training {settings.n_layer} layers × {settings.n_embd} wide")
-            trained = train_network(
-                ids, labels, len(task.classes), len(tokenizer), tokenizer.pad_token_id, settings
+            try:
+                data = training_data(task, settings)
+            except ValueError as exc:
+                raise SpecError(f"network.train: {exc}") from None
+            _sites_resolve(spec, data, task)
+            tokenizer = data.tokenizer
+            ctx.log(
+                f"network: training {settings.n_layer} layers × {settings.n_embd} wide"
+                + ("" if settings.head == "classifier" else f", a {settings.family} causal LM")
+                + (f" on {data.level}-level tokens" if data.encoded.padded else "")
             )
+            trained = train_on(data, settings)
             model = trained.model
             store.write_dir(rel, lambda tmp: save_network(model, tokenizer, tmp))
             store.flush()
             ctx.log(f"network: trained in {trained.epochs_run} epochs, {trained.seconds:.0f} s")
         where = store.path(rel)
-    acc = accuracy(model, ids, labels)
-    ctx.log(f"network: accuracy {acc:.4f} on the task")
+    try:
+        inputs = task_inputs(model, tokenizer, task)
+        check_sites(spec, model, inputs, task)
+    except ValueError as exc:
+        raise SpecError(f"network {where}: {exc}") from None
+    acc, correct = task_accuracy(model, inputs, labels)
+    ctx.log(f"network: {correct} of {task.n_inputs} inputs right (accuracy {acc:.4f})")
     require_accuracy(acc, spec.network.accuracy_floor)
     weights = network_digest(model)
-    return NetworkStage(model, tokenizer, ids, acc, weights, network_identity(weights, ids), where)
+    identity = network_identity(weights, inputs.identity_tensor())
+    return NetworkStage(
+        model, tokenizer, inputs.encoded.ids, acc, weights, identity, where, inputs, correct
+    )
+
+
+def _sites_resolve(spec: JobSpec, data, task) -> None:
+    """Every site's positions resolve on every prompt as the network to be trained reads them
+    (``data``: ``intervention.network.TrainingData``), so a bad site stops before training."""
+    from intervention.prompts import resolve_positions
+
+    spans = None
+    for k, site in enumerate(spec.sites):
+        if any(isinstance(p, str) and p != "last" for p in site.positions or ()):
+            spans = task.value_spans() if spans is None else spans
+        try:
+            resolve_positions(data.encoded, site.positions, spans, task.prompts())
+        except ValueError as exc:
+            raise SpecError(f"sites.{k}.positions: {exc}") from None
+
+
+def check_sites(spec: JobSpec, model, inputs, task) -> None:
+    """Every site of the spec exists in this network and resolves on every input (layer in
+    range, positions present, named variables found), before any alignment is trained."""
+    from intervention.adapters import decoder_blocks
+    from intervention.prompts import resolve_positions
+
+    n_layer = len(decoder_blocks(model, spec.network.layers))
+    for k, site in enumerate(spec.sites):
+        if not -1 <= site.layer < n_layer:
+            raise SpecError(
+                f"sites.{k}.layer = {site.layer}, but the network has {n_layer} blocks: choose "
+                f"-1 (embeddings) to {n_layer - 1}"
+            )
+        # Only the variables this site names: another one may be ambiguous in the prompts.
+        spans = task.value_spans(site.variables()) if site.variables() else None
+        rows = resolve_positions(inputs.encoded, site.positions, spans, task.prompts())
+        dim = rows.shape[1] * int(model.config.hidden_size)
+        if site.rank > dim:
+            raise SpecError(
+                f"sites.{k}.rank = {site.rank} exceeds the site's dimension {dim} "
+                f"({rows.shape[1]} positions x width {model.config.hidden_size}); choose 1..{dim}"
+            )
 
 
 def site_labels(sites) -> list[str]:

@@ -58,17 +58,19 @@ class Worker:
     def __init__(self, spec_json: str, network: str, threads: int = 1, identity: str = "") -> None:
         import torch
 
-        from intervention.network import NetworkError, load_network, network_digest
-        from intervention.tokenizer import encode_fixed_length
+        from intervention.network import NetworkError, load_network, network_digest, task_inputs
         from service.keys import network_identity
 
         torch.set_num_threads(threads)
         self.spec = JobSpec.model_validate_json(spec_json)
         self.task, self.models = build_task(self.spec)
-        self.model, tokenizer = load_network(network)
-        self.ids = encode_fixed_length(tokenizer, self.task.prompts())
+        net = self.spec.network
+        self.model, tokenizer = load_network(network, net.head, net.dtype)
+        self.inputs = task_inputs(self.model, tokenizer, self.task)
+        self.ids = self.inputs.encoded.ids
+        self.weights = network_digest(self.model)  # once: every alignment records it
         if identity:
-            mine = network_identity(network_digest(self.model), self.ids)
+            mine = network_identity(self.weights, self.inputs.identity_tensor())
             if mine != identity:
                 raise NetworkError(
                     f"the worker on {socket.gethostname()} loaded network {network!r} as "
@@ -90,7 +92,16 @@ class Worker:
         if site_index not in self.engines:
             s = self.spec.sites[site_index]
             site = Site(s.layer, None if s.positions is None else tuple(s.positions))
-            self.engines[site_index] = InterchangeEngine(self.model, self.ids, site, 2048)
+            self.engines[site_index] = InterchangeEngine(
+                self.model,
+                self.inputs.encoded,
+                site,
+                2048,
+                answer_ids=self.inputs.answer_ids,
+                layers=self.spec.network.layers,
+                spans=self.task.value_spans(s.variables()) if s.variables() else None,
+                prompts=self.task.prompts(),
+            )
         return self.engines[site_index]
 
     def align(self, job: AlignJob):
@@ -113,6 +124,7 @@ class Worker:
             model.name,
             job.task_digest,
             settings,
+            weights=self.weights,
         )
 
     def score(self, job: ShardJob, design, rotation) -> np.ndarray:
