@@ -48,6 +48,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from service.spec import JobSpec, SpecError, load_spec, parse_spec
+from service.task import with_data_path
 
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
 MARKER = "CCM-REPORT-JSON "
@@ -337,7 +338,7 @@ def submit(
         )
     data = _data_file(spec)
     if data is not None:  # travels beside the spec; the job reads its copy
-        spec = _with_data_path(spec, DATA_FILE + data.suffix)
+        spec = with_data_path(spec, DATA_FILE + data.suffix)
     payload = spec.model_dump_json(indent=1)
     _check_size(spec_path, len(payload.encode()))
     conn = connect(address, token)
@@ -397,11 +398,6 @@ def _data_file(spec: JobSpec) -> Path | None:
             "machine that mounts the file"
         )
     return path
-
-
-def _with_data_path(spec: JobSpec, name: str) -> JobSpec:
-    task = spec.task.model_copy(update={"data": spec.task.data.model_copy(update={"path": name})})
-    return spec.model_copy(update={"task": task})
 
 
 def _check_size(spec_path: Path, size: int) -> None:

@@ -63,12 +63,20 @@ def model_content(model) -> dict:
 
 def counterfactual_content(task) -> dict:
     """What a candidate's counterfactual labels read besides the candidate: the input space
-    (rows in order), the classes and the variable intervened on."""
-    return {
+    (rows in order: a data task's rows themselves), the classes and the variable intervened
+    on."""
+    content = {
         "inputs": {v: list(domain) for v, domain in task.inputs.items()},
         "classes": list(task.classes),
         "intervened": task.intervened,
     }
+    if task.rows is not None:
+        # A data task's inputs are its rows, not the product of its columns' values: a row
+        # corrected under the same prompt changes its counterfactuals.
+        from intervention.digest import digest
+
+        content["rows"] = digest(*[task.values[v] for v in task.inputs])
+    return content
 
 
 def network_key(task, train: dict) -> str:

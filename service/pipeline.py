@@ -31,7 +31,7 @@ from service.stages import (
     solve_stage,
     timed,
 )
-from service.task import build_task, design_of
+from service.task import build_task, design_of, worker_spec
 
 __all__ = [
     "ArtifactError",
@@ -95,7 +95,9 @@ def _run(ctx: JobContext, address: str | None, started: float) -> dict:
     task, models = build_task(spec)
     net = network_stage(ctx, task)
     design = design_of(spec, task.n_inputs)
-    executor = OnDemand(lambda: make_executor(spec, net.where, net.identity, log, address))
+    executor = OnDemand(
+        lambda: make_executor(worker_spec(spec), net.where, net.identity, log, address)
+    )
     try:
         with timed(ctx, "align_seconds"):
             aligned = alignment_stage(ctx, task, models, net, executor)
@@ -141,6 +143,8 @@ def _run(ctx: JobContext, address: str | None, started: float) -> dict:
         data=data,
         site_frontiers=solved.sites,
     )
+    report["network_correct"] = net.correct  # of report["n_inputs"], at the network's head
+    report["network_head"] = net.inputs.head
     report["timings"] = {**ctx.timings, "seconds": round(time.perf_counter() - started, 1)}
     paths = write_report(report, solved.combined, solved.singles, task, ctx.store, solved.sites)
     log(f"report: {paths[0]}")

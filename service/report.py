@@ -144,7 +144,9 @@ def format_report(report: dict) -> str:
     """The report as a table for a terminal."""
     lines = [
         f"task {report['task']} ({report['n_inputs']} inputs), network accuracy "
-        f"{report['network_accuracy']:.4f}, {report['semantics']} semantics, "
+        f"{report['network_accuracy']:.4f}"
+        + (f" ({report['network_correct']} right)" if "network_correct" in report else "")
+        + f", {report['semantics']} semantics, "
         f"{report['floor_scope']} floor; fallback {report['fallback']}",
         "alignment IIA (held out):",
     ]

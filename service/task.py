@@ -87,3 +87,20 @@ def design_of(spec: JobSpec, n: int):
 def design_content(design) -> dict:
     """A design as its key reads it: which pairs, in which order."""
     return {"n": design.n_inputs, "partners": design.partners, "seed": design.seed}
+
+
+def with_data_path(spec: JobSpec, path: str) -> JobSpec:
+    """The spec with its data task's file at ``path`` (the file is not read again)."""
+    data = spec.task.data.model_copy(update={"path": path})
+    return spec.model_copy(update={"task": spec.task.model_copy(update={"data": data})})
+
+
+def worker_spec(spec: JobSpec) -> JobSpec:
+    """The spec as workers read it: a data task's relative path made absolute, since a Ray
+    worker does not start in the driver's working directory (on another node the file must
+    then be on shared storage, as the results folder is)."""
+    if spec.task.data is None:
+        return spec
+    from pathlib import Path
+
+    return with_data_path(spec, str(Path(spec.task.data.path).expanduser().resolve()))
