@@ -32,7 +32,13 @@ from intervention.prompts import Encoded, Position, PromptError, resolve_positio
 DEFAULT_CACHE_BYTES = 2 << 30
 # The split forward must be the network: checked on a few inputs before any scoring.
 SELF_CHECK_INPUTS = 8
-SELF_CHECK_TOLERANCE = {torch.float32: 1e-4, torch.float64: 1e-8}  # else: argmax only
+SELF_CHECK_TOLERANCE = {torch.float32: 1e-4, torch.float64: 1e-8}
+# Half precision: two correct runs of one network in other batch shapes round differently, so
+# the check asks the same argmax wherever the plain forward's top two logits are further apart
+# than this share of its largest logit, and logits within a quarter of it (a split that loses
+# a block, its norm or its mask is far off both).
+SELF_CHECK_TIE = 2**-5
+SELF_CHECK_SCALE = 0.25
 
 
 class SiteError(ValueError):
@@ -237,7 +243,14 @@ class InterchangeEngine:
             )
         tol = SELF_CHECK_TOLERANCE.get(self.dtype)
         diff = (got - want).abs().max().item()
-        if (tol is not None and diff > tol) or not torch.equal(got.argmax(-1), want.argmax(-1)):
+        flipped = got.argmax(-1) != want.argmax(-1)
+        if tol is None:  # half precision: rounding may flip a near tie, and moves logits
+            scale = want.abs().amax(-1).clamp_min(torch.finfo(torch.float32).tiny)
+            top2 = want.topk(min(2, want.shape[-1]), dim=-1).values
+            gap = top2[:, 0] - top2[:, -1]
+            flipped &= gap > SELF_CHECK_TIE * scale
+            tol = SELF_CHECK_SCALE * scale.max().item()
+        if diff > tol or flipped.any():
             raise SiteError(
                 f"the split forward of this {type(self.model).__name__} differs from its plain "
                 f"forward by {diff:.3g} in the logits at layer {self.site.layer}: its blocks take "

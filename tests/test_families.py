@@ -521,6 +521,38 @@ def test_bad_sites_are_refused(family):
         engine(0, (5,))
 
 
+@pytest.mark.integration
+def test_the_self_check_refuses_a_readout_that_is_not_the_network(monkeypatch):
+    """The engine compares its split forward with the plain one before scoring: a readout that
+    forgot Gemma 2's final cap (float32), or one that is far off (bfloat16, where only gross
+    differences and clear argmax flips count), stops the engine with a SiteError."""
+    import intervention.adapters as adapters
+
+    enc = encode_prompts(TOKENIZER, PROMPTS, pad_side="left")
+    model, _ = build_family("gemma2", "causal-lm")
+    forward = adapters.Readout.forward
+
+    def uncapped(self, hidden):
+        self.softcap = None
+        return forward(self, hidden)
+
+    monkeypatch.setattr(adapters.Readout, "forward", uncapped)
+    with pytest.raises(SiteError, match="differs from its plain forward"):
+        InterchangeEngine(model, enc, Site(1, ("last",)), answer_ids=answer_ids_of())
+    monkeypatch.setattr(adapters.Readout, "forward", lambda self, h: -forward(self, h))
+    model = model.to(torch.bfloat16)
+    with pytest.raises(SiteError, match="differs from its plain forward"):
+        InterchangeEngine(model, enc, Site(1, ("last",)), answer_ids=answer_ids_of())
+
+
+@pytest.mark.integration
+def test_bf16_engine_and_plain_forward_agree_on_cpu():
+    """The GPU test's check, here in bfloat16 on the CPU: the engine builds (its self-check
+    allows rounding) and every argmax agrees with the plain forward's and the hooked oracle's
+    where the oracle's top two are not a near tie."""
+    assert bf16_argmax_agreement("cpu") == (1.0, 1.0)
+
+
 # -- GPU tier ---------------------------------------------------------------------------------
 
 
