@@ -96,7 +96,8 @@ def pyvene_rotated(
     # The rotate layer is orthogonally parametrised; drop the parametrisation so the weight
     # is the given matrix bit for bit, not a re-orthogonalised copy of it.
     torch.nn.utils.parametrize.remove_parametrizations(rotate, "weight")
-    rotate.to(device=rotation.device, dtype=rotation.dtype)
+    intervenable.set_device(rotation.device, set_model=False)
+    rotate.to(dtype=rotation.dtype)
     with torch.no_grad():
         rotate.weight.copy_(rotation)
     return intervenable
