@@ -121,6 +121,20 @@ def plot_frontier(
     return path
 
 
+def _product_order(task, inputs: list[str], sizes: list[int]) -> bool:
+    """Whether the task's inputs are every combination of its variables' values in product
+    order (the first slowest), as a custom task enumerates them: only then is input i the grid
+    cell a reshape puts it in. A data task's rows may be a sample, or in another order."""
+    n = int(np.prod(sizes))
+    if task.n_inputs != n:
+        return False
+    cells = np.indices(sizes).reshape(len(sizes), n)
+    return all(
+        np.array_equal(np.asarray(task.values[v]), np.asarray(task.inputs[v])[cells[k]])
+        for k, v in enumerate(inputs)
+    )
+
+
 def partition_figure(partition, task) -> plt.Figure:
     """The figure ``plot_partition`` saves: which model explains each input, one colour per
     model and grey for the fallback. Tasks with three small input variables (arithmetic) get
@@ -133,7 +147,7 @@ def partition_figure(partition, task) -> plt.Figure:
     sizes = [len(task.inputs[v]) for v in inputs]
     legend_rows = -(-len(names) // 4)
     legend_in = 0.25 + 0.17 * legend_rows  # inches below the panels for the legend
-    if len(inputs) == 3 and max(sizes) <= 12:
+    if len(inputs) == 3 and max(sizes) <= 12 and _product_order(task, inputs, sizes):
         nx, ny, nz = sizes
         grid = codes.reshape(nx, ny, nz)
         cols = min(nz, 5)
