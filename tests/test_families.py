@@ -442,8 +442,8 @@ def test_a_family_without_adapter_runs_from_network_layers():
 def test_a_classifier_without_a_pad_token_reads_the_last_real_token(side):
     """Hugging Face's classifier head refuses a batch when its config names no pad token; the
     engine (which reads each input's last real token from the mask) still scores, and equals
-    the hooked plain base model read through the model's own score layer there."""
-    model, path = build_family("llama", "classifier")
+    the plain base model read through the model's own score layer there."""
+    model, _ = build_family("llama", "classifier")
     model.config.pad_token_id = None
     enc = encode_prompts(TOKENIZER, PROMPTS, pad_side=side)
     with pytest.raises(ValueError, match="no padding token"):
