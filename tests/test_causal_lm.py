@@ -23,6 +23,7 @@ X = list(range(1, 10))  # one digit
 Y = list(range(1, 13))  # one or two digits: "3+4=" is 4 tokens, "3+12=" is 5
 CANDIDATES = {"(X)+Y": {"P": "X", "O": "P + Y"}, "whole": {"P": "X + Y", "O": "P"}}
 WIDTH = 32
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 def _spec(root: Path, name: str = "lm", **parts):
@@ -124,6 +125,28 @@ def test_char_level_tokenizer_splits_digits_and_keeps_answers_whole(tmp_path):
         build_tokenizer(prompts, extra=["10"], level="char")
     with pytest.raises(ValueError, match="level 'byte'"):
         build_tokenizer(prompts, level="byte")
+
+
+@pytest.mark.unit
+def test_the_data_example_reads_the_first_examples_network_and_its_own_rows(monkeypatch):
+    """examples/arithmetic-lm-data.toml names the folder examples/arithmetic-lm.toml trains
+    (a digest of its task and training), and its data file is what its script writes."""
+    import importlib.util
+
+    from service.keys import network_key
+    from service.spec import load_spec
+    from service.task import build_task
+
+    first = load_spec(EXAMPLES / "arithmetic-lm.toml")
+    key = network_key(build_task(first)[0], first.network.train.model_dump(mode="json"))
+    monkeypatch.chdir(EXAMPLES.parent)  # the data file's path is read from the repo root
+    second = load_spec(EXAMPLES / "arithmetic-lm-data.toml")
+    assert second.network.path == f"results/{first.name}/network-{key}"
+    script = EXAMPLES / "make_arithmetic_lm_data.py"
+    module_spec = importlib.util.spec_from_file_location("make_data", script)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    assert (EXAMPLES.parent / second.task.data.path).read_text() == module.text()
 
 
 @pytest.mark.integration
