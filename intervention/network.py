@@ -321,10 +321,11 @@ class TrainingData:
 
 
 def training_data(task, settings: TrainSettings = TrainSettings()) -> TrainingData:
-    """Everything training needs from ``task``, checked before any training: prompts the
-    tokenizer reads, one length for a GPT-2 classifier's fixed positions (as ever) unless they
-    differ, and for a causal LM an answer that is one token per class, no two classes sharing
-    one (refused naming the class). The tokenizer level is ``tokenizer_level(settings)``."""
+    """Everything training needs from ``task``, checked before any training: the tokenizer
+    (level ``tokenizer_level(settings)``) built from the prompts and, for a causal LM, the
+    answers; the prompts encoded (a classifier's exactly as ever when they share one length,
+    padded with a mask when they do not); a causal LM's answers one token per class, no two
+    classes sharing one, none that a prompt holds (each refused naming the class)."""
     from intervention.prompts import answer_token_ids, encode_prompts
     from intervention.tokenizer import TokenizerError, build_tokenizer, encode_fixed_length
 
@@ -347,7 +348,7 @@ def training_data(task, settings: TrainSettings = TrainSettings()) -> TrainingDa
         tokenizer = build_tokenizer(prompts, extra=answers, level=level)
     except TokenizerError as exc:
         cls = next(c for c, a in zip(task.classes, answers) if a.strip() == exc.word)
-        raise NetworkError(f"class {cls!r}: its answer {exc.word!r}: {exc}") from None
+        raise NetworkError(f"class {cls!r}: {exc}") from None
     encoded = encode_prompts(tokenizer, prompts)
     answer_ids = answer_token_ids(tokenizer, answers, task.classes)
     return TrainingData(tokenizer, encoded, labels, len(task.classes), answer_ids, level)

@@ -266,13 +266,16 @@ def test_the_trained_folder_as_network_path(lm_job, tmp_path):
 @pytest.mark.parametrize(
     ("parts", "message"),
     [
-        # "2 apples" is two words: never one token.
+        # "2 apples" holds a space: never one token.
         (
             {"task": _custom(answer="{O} apples")},
             r"class 2: its answer '2 apples' tokenises to 7 tokens",
         ),
         # At the character level "10" would be one token, but "1+10=" holds it.
-        ({"task": _custom(answer="{O}")}, r"class 10: its answer '10'.*occurs in the prompt"),
+        (
+            {"task": _custom(answer="{O}")},
+            r"class 10: the word '10' \(an answer\).*occurs in the prompt '1\+10='",
+        ),
         # "x" and "x " read as one token.
         (
             {
