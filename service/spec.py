@@ -293,6 +293,9 @@ class TrainSpec(Strict):
     # model trained to write the answer (the task's answer template) after the prompt.
     head: Literal["classifier", "causal-lm"] = "classifier"
     family: Literal["gpt2", "llama"] = "gpt2"  # the architecture trained
+    # How the tokenizer built here splits prompts: "word" (whole numbers and words), "char"
+    # (every character; digits one per token), "auto": char for a causal LM, word otherwise.
+    tokenizer: Literal["auto", "word", "char"] = "auto"
 
     @model_validator(mode="after")
     def _heads_divide_width(self):
@@ -311,7 +314,8 @@ class TrainSpec(Strict):
 
     @model_serializer(mode="wrap")
     def _dump(self, handler):
-        return _drop_defaults(handler(self), {"head": "classifier", "family": "gpt2"})
+        defaults = {"head": "classifier", "family": "gpt2", "tokenizer": "auto"}
+        return _drop_defaults(handler(self), defaults)
 
 
 MODULE_PATH = re.compile(r"[A-Za-z_][A-Za-z_0-9]*(\.[A-Za-z_0-9]+)*")

@@ -455,6 +455,11 @@ def test_network_heads_dtypes_and_layers(tmp_path):
     _refused(_base(network={"train": {"family": "t5"}}), "network.train.family")
     llama = parse_spec(_base(network={"train": {"family": "llama"}}))
     assert llama.network.train.family == "llama"
+    assert defaults.network.train.tokenizer == "auto"
+    assert "tokenizer" not in defaults.network.train.model_dump()  # digests stay unchanged
+    chars = parse_spec(_base(network={"train": {"tokenizer": "char"}}))
+    assert chars.network.train.model_dump()["tokenizer"] == "char"
+    _refused(_base(network={"train": {"tokenizer": "bpe"}}), "network.train.tokenizer")
     _refused(
         _base(network={"train": {"family": "llama", "n_embd": 12, "n_head": 4}}),
         "family = 'llama' needs an even head width",
