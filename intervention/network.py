@@ -210,31 +210,44 @@ def _optimizer(model, settings: TrainSettings, n_inputs: int):
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, schedule)
 
 
-def _train(ids, labels, n_classes, vocab_size, pad_id, settings, log, mask=None) -> TrainedNetwork:
-    started = time.perf_counter()
-    model = build_network(settings, vocab_size, ids.shape[1], n_classes, pad_id)
-    opt, sched = _optimizer(model, settings, len(ids))
+def _fit(model, n_inputs: int, batch_loss, measure, settings: TrainSettings, log):
+    """The training loop both heads share: shuffled batches of every input per epoch, AdamW
+    with warm-up and cosine decay, gradient clipping; every 10 epochs ``measure()`` the
+    accuracy, stopping once it reaches ``settings.stop_at_accuracy``. Returns (accuracy,
+    epochs run)."""
+    opt, sched = _optimizer(model, settings, n_inputs)
     gen = torch.Generator().manual_seed(settings.seed)
     acc, epoch = 0.0, 0
     for epoch in range(1, settings.epochs + 1):
         model.train()
-        for batch in torch.randperm(len(ids), generator=gen).split(settings.batch_size):
-            loss = torch.nn.functional.cross_entropy(
-                _forward(model, ids[batch], None if mask is None else mask[batch]).logits,
-                labels[batch],
-            )
+        for batch in torch.randperm(n_inputs, generator=gen).split(settings.batch_size):
+            loss = batch_loss(batch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), settings.clip)
             opt.step()
             sched.step()
         if epoch % 10 == 0 or epoch == settings.epochs:
-            acc = accuracy(model, ids, labels, mask=mask)
+            acc = measure()
             if log is not None:
                 log(f"epoch {epoch}: loss {loss.item():.4f}, accuracy {acc:.4f}")
             if acc >= settings.stop_at_accuracy:
                 break
     model.eval()
+    return acc, epoch
+
+
+def _train(ids, labels, n_classes, vocab_size, pad_id, settings, log, mask=None) -> TrainedNetwork:
+    started = time.perf_counter()
+    model = build_network(settings, vocab_size, ids.shape[1], n_classes, pad_id)
+
+    def batch_loss(batch):
+        logits = _forward(model, ids[batch], None if mask is None else mask[batch]).logits
+        return torch.nn.functional.cross_entropy(logits, labels[batch])
+
+    acc, epoch = _fit(
+        model, len(ids), batch_loss, lambda: accuracy(model, ids, labels, mask=mask), settings, log
+    )
     return TrainedNetwork(model, acc, epoch, time.perf_counter() - started)
 
 
@@ -268,28 +281,21 @@ def _train_lm(encoded, labels, answer_ids, vocab_size, pad_id, settings, log) ->
     ids, mask, last = encoded.ids, encoded.mask, encoded.last
     model = build_network(settings, vocab_size, encoded.length, len(answer_ids), pad_id)
     out = model.get_output_embeddings()
-    opt, sched = _optimizer(model, settings, len(ids))
-    gen = torch.Generator().manual_seed(settings.seed)
-    acc, epoch = 0.0, 0
-    for epoch in range(1, settings.epochs + 1):
-        model.train()
-        for batch in torch.randperm(len(ids), generator=gen).split(settings.batch_size):
-            # The final-normed hidden state at the last real token, through the LM head: the
-            # next-token logits there, the only ones the answer is read from.
-            hidden = last_hidden(model.base_model, ids[batch], mask[batch], last[batch])
-            loss = torch.nn.functional.cross_entropy(out(hidden), targets[batch])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), settings.clip)
-            opt.step()
-            sched.step()
-        if epoch % 10 == 0 or epoch == settings.epochs:
-            acc = lm_accuracy(model, encoded, labels, answer_ids)
-            if log is not None:
-                log(f"epoch {epoch}: loss {loss.item():.4f}, accuracy {acc:.4f}")
-            if acc >= settings.stop_at_accuracy:
-                break
-    model.eval()
+
+    def batch_loss(batch):
+        # The final-normed hidden state at the last real token, through the LM head: the
+        # next-token logits there, the only ones the answer is read from.
+        hidden = last_hidden(model.base_model, ids[batch], mask[batch], last[batch])
+        return torch.nn.functional.cross_entropy(out(hidden), targets[batch])
+
+    acc, epoch = _fit(
+        model,
+        len(ids),
+        batch_loss,
+        lambda: lm_accuracy(model, encoded, labels, answer_ids),
+        settings,
+        log,
+    )
     return TrainedNetwork(model, acc, epoch, time.perf_counter() - started)
 
 
