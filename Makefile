@@ -10,7 +10,7 @@ TORCH_INDEX ?=
 export OMP_WAIT_POLICY := PASSIVE
 export NUMBA_NUM_THREADS ?= 1
 
-.PHONY: setup demo demo-table demo-boolean demo-authors test lint bench clean
+.PHONY: setup demo demo-table demo-boolean demo-lm demo-authors test lint bench clean
 
 setup: $(VENV)/.installed
 
@@ -30,6 +30,12 @@ demo-table: setup
 
 demo-boolean: setup
 	$(BIN)/ccm run examples/boolean.toml
+
+# A causal LM trained here on prompts of different lengths, then loaded from its folder on a
+# task read from a JSONL file (bring your own network and data).
+demo-lm: setup
+	$(BIN)/ccm run examples/arithmetic-lm.toml
+	$(BIN)/ccm run examples/arithmetic-lm-data.toml
 
 # The authors' published IIA graphs (GPT-2 small, layer 7), solved under the paper's semantics.
 demo-authors: setup
