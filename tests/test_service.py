@@ -302,3 +302,72 @@ def test_more_gpus_than_a_node_has_is_an_error_not_a_hang(tmp_path, network_dir,
     with pytest.raises(SpecError, match="asks for 1 GPU and 1 CPU per worker, but no node"):
         run(spec, log=lambda s: None)
     assert time.time() - started < 60
+
+
+@pytest.mark.integration
+def test_a_brought_causal_lm_on_a_data_file_scores_the_same_on_ray(
+    tmp_path, monkeypatch, ray_session
+):
+    # A network brought as a folder (a Llama causal LM: padded prompts, answers read as tokens)
+    # and a task read from a file named relative to where the job starts: Ray actors start in
+    # another folder, and must read the same rows and give the same IIA as in-process.
+    import torch
+    import transformers as tf
+
+    from intervention.tokenizer import build_tokenizer
+
+    monkeypatch.chdir(tmp_path)
+    rows = [{"X": x, "Y": y} for x in (1, 2, 10, 11, 12) for y in (3, 4, 20, 21)]
+    with open("inputs.jsonl", "w") as f:
+        for row in rows:
+            f.write(json.dumps({**row, "prompt": f"{row['X']} + {row['Y']} ="}) + "\n")
+    sums = sorted({r["X"] + r["Y"] for r in rows})
+    tokenizer = build_tokenizer(
+        [f"{r['X']} + {r['Y']} =" for r in rows], extra=[f"<{s}>" for s in sums], level="char"
+    )
+    config = tf.LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=16,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=None,
+        eos_token_id=None,
+    )
+    torch.manual_seed(0)
+    tf.LlamaForCausalLM(config).save_pretrained("net")
+    tokenizer.save_pretrained("net")
+
+    def spec(mode: str, results: str):
+        return parse_spec(
+            {
+                "name": "byo",
+                "results": results,
+                "task": {
+                    "data": {
+                        "path": "inputs.jsonl",
+                        "output": "X + Y",
+                        "template": "{X} + {Y} =",
+                        "answer": "<{O}>",
+                    }
+                },
+                "candidates": {"sum": {"P": "X + Y", "O": "P"}, "x": {"P": "X", "O": "P + Y"}},
+                "network": {"path": "net", "accuracy_floor": 1e-6},
+                "sites": [{"layer": 0, "positions": ["X:last", "last"], "rank": 4}],
+                "das": {"steps": 10, "batch_size": 16},
+                "pairs": {"design": "sampled", "partners": 3},
+                "solve": {"floors": [0.5], "time_limit": 3},
+                "execution": {"mode": mode, "workers": 2, "shard_size": 20},
+            }
+        )
+
+    local = spec("in-process", "here")
+    report = run(local, log=lambda s: None)
+    assert report["network_head"] == "causal-lm" and report["n_inputs"] == len(rows)
+    assert 0 <= report["network_correct"] <= len(rows)
+    on_ray = spec("local-ray", "ray")
+    assert run(on_ray, log=lambda s: None)["alignment_iia"] == report["alignment_iia"]
+    assert np.array_equal(_iia(on_ray), _iia(local))
