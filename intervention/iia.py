@@ -111,15 +111,23 @@ def pairwise_from_successes(
 
 
 def per_input_from_successes(
-    design: PairDesign, successes: Sequence[np.ndarray], models: Sequence[str], fallback: str | None
+    design: PairDesign,
+    successes: Sequence[np.ndarray],
+    models: Sequence[str],
+    fallback: str | None,
+    edge: str = "mean",
 ) -> PerInputIIA:
     """a[i, m] = mean of w(i, j) = ½(s(i, j) + s(j, i)) over the distinct partners j that i is
     paired with in the design, at either end: the pairs i drew and the pairs that drew i. So an
     input drawn often as a partner is measured on more pairs, not fewer; ``counts[i, m]`` holds
-    how many (at least k). A pair drawn from both ends counts once."""
+    how many (at least k). A pair drawn from both ends counts once. ``edge = "both"``: a pair
+    counts 1 only where both directions succeed (``solver.edges``), else 0."""
+    from solver.edges import apply_edge
+
     n = design.n_inputs
     if design.partners is None:  # all pairs: the row means of the tensor
-        return pairwise_from_successes(design, successes, models, fallback).to_per_input()
+        data = pairwise_from_successes(design, successes, models, fallback)
+        return apply_edge(data, edge).to_per_input()
     k = design.partners
     half = n * k  # first half: (i, j); second half: (j, i) in the same order
     i, j = design.base[:half], design.source[:half]
@@ -130,7 +138,12 @@ def per_input_from_successes(
     counts = np.bincount(a, minlength=n) + np.bincount(b, minlength=n)
     iia = np.zeros((n, len(models)))
     for m, s in enumerate(successes):
-        w = (s[:half].astype(float) + s[half:])[first] / 2
+        if edge == "both":
+            w = (s[:half] & s[half:])[first].astype(float)
+        elif edge == "mean":
+            w = (s[:half].astype(float) + s[half:])[first] / 2
+        else:
+            raise ValueError(f"unknown edge {edge!r}; choose mean or both")
         iia[:, m] = (np.bincount(a, w, minlength=n) + np.bincount(b, w, minlength=n)) / counts
     counts = np.repeat(counts[:, None], len(models), axis=1).astype(np.int64)
     return PerInputIIA(iia, tuple(models), counts, fallback)

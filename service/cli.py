@@ -17,6 +17,7 @@ from solver import (
     load_iia,
 )
 from solver.api import DEFAULT_TIME_LIMIT, METHODS, SCOPES, SEMANTICS
+from solver.edges import EDGES
 
 PAPER_FLOORS = "1.0,0.95,0.9,0.8,0.7,0.6"
 
@@ -96,10 +97,11 @@ def cmd_solve(args: argparse.Namespace) -> int:
         min_cell=args.min_cell,
         seed=args.seed,
         budget=args.budget,
+        edge=args.edge,
     )
     _, models, fallback = solver.prepare(data, candidates, args.fallback)
     print(
-        f"{args.semantics} semantics, {args.scope} floor, method {args.method}, "
+        f"{args.semantics} semantics, {args.scope} floor, {args.edge} edges, method {args.method}, "
         f"{data.n_inputs} inputs, candidates {list(models)}, fallback {fallback}"
     )
     print(HEADER)
@@ -116,7 +118,9 @@ def cmd_solve(args: argparse.Namespace) -> int:
     except BaseException:
         # Whatever stopped the sweep, the floors already solved are kept.
         if json_path is not None and done:
-            partial = Frontier(solver.semantics, solver.scope, models, fallback, tuple(done))
+            partial = Frontier(
+                solver.semantics, solver.scope, models, fallback, tuple(done), solver.edge
+            )
             _write_json(json_path, partial, {}, complete=False)
             print(f"wrote the {len(done)} finished floors to {json_path}", file=sys.stderr)
         raise
@@ -133,6 +137,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
             min_cell=args.min_cell,
             seed=args.seed,
             budget=args.budget,
+            edge=args.edge,
         )
         for name in models:
             singles[name] = single_solver.frontier(
@@ -286,6 +291,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="auto's work per floor: annealing moves (pairwise) or MILP nodes (per-input); "
         "the default follows from the instance's size, so seed + budget repeat exactly",
+    )
+    s.add_argument(
+        "--edge",
+        choices=EDGES,
+        default="mean",
+        help="what a pair counts: mean = ½(s(i←j) + s(j←i)) (the paper's), both = 1 only where "
+        "both directions succeed (pairwise weights in {0, ½, 1})",
     )
     s.add_argument("--json", help="write the results here")
     s.add_argument("--plot", help="draw the frontier here (PNG), with each candidate alone")

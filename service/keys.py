@@ -123,8 +123,10 @@ def successes_key(alignment: str, rotation, design: dict, shard_size: int) -> st
     )
 
 
-def iia_key(successes: list[str], names: list[str], design: dict) -> str:
-    return key("iia", successes=successes, names=names, design=design)
+def iia_key(successes: list[str], names: list[str], design: dict, edge: str = "mean") -> str:
+    # The paper's edge keeps the key it always had; another edge is other data.
+    extra = {} if edge == "mean" else {"edge": edge}
+    return key("iia", successes=successes, names=names, design=design, **extra)
 
 
 def report_key(iia: str, solve: dict, accuracy_floor: float) -> str:

@@ -145,6 +145,7 @@ def _run(ctx: JobContext, address: str | None, started: float) -> dict:
     )
     report["network_correct"] = net.correct  # of report["n_inputs"], at the network's head
     report["network_head"] = net.inputs.head
+    report["edge"] = spec.solve.edge  # what a pair counted in the solve
     report["timings"] = {**ctx.timings, "seconds": round(time.perf_counter() - started, 1)}
     paths = write_report(report, solved.combined, solved.singles, task, ctx.store, solved.sites)
     log(f"report: {paths[0]}")

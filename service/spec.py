@@ -476,6 +476,9 @@ class SolveSpec(Strict):
     seed: int = 0
     # auto's deterministic work per floor (annealing moves or MILP nodes); None: from the size
     budget: int | None = Field(None, ge=1, le=10**12)
+    # What a pair counts: "mean" = ½(s(i←j) + s(j←i)) (the paper's), "both" = 1 only where both
+    # directions succeed ("Bucketing the Good Apples").
+    edge: Literal["mean", "both"] = "mean"
 
     @field_validator("floors")
     @classmethod
@@ -497,6 +500,10 @@ class SolveSpec(Strict):
                 "set solve.semantics = 'per-input'"
             )
         return self
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler):
+        return _drop_defaults(handler(self), {"edge": "mean"})  # digests stay as they were
 
 
 class ExecutionSpec(Strict):

@@ -367,11 +367,16 @@ def iia_stage(ctx: JobContext, names: list[str], design, successes, success_keys
     not among its models."""
     from intervention.iia import pairwise_from_successes, per_input_from_successes
 
-    k = iia_key(success_keys, names, design_content(design))
+    edge = ctx.spec.solve.edge
     if design.partners is None:
+        # The pairwise tensor in the paper's mean; the solver reads it with either edge.
+        k = iia_key(success_keys, names, design_content(design))
         data = pairwise_from_successes(design, successes, names, None)
     else:
-        data = per_input_from_successes(design, successes, names, None)
+        # Sampled partners: the per-input means are built with the edge, from the successes
+        # (a per-input matrix cannot be re-read with another edge afterwards).
+        k = iia_key(success_keys, names, design_content(design), edge)
+        data = per_input_from_successes(design, successes, names, None, edge)
     path = ctx.store.write_with(f"iia-{k}.npz", data.save)
     ctx.store.flush()
     return data, path, k
@@ -389,7 +394,7 @@ def solve_stage(
     """The frontier over every column, each column's alone, and each site's own (``sites``:
     site label -> its columns' names). A combination may explain different inputs at
     different sites; a site's frontier says how far that site alone goes."""
-    from solver import Solver
+    from solver import PairwiseIIA, Solver
 
     s = ctx.spec.solve
     if s.semantics == "pairwise" and ctx.spec.pairs.design != "all":
@@ -402,6 +407,9 @@ def solve_stage(
         max_models=s.max_models,
         seed=s.seed,
         budget=s.budget,
+        # The pairwise tensor holds the mean and is read with the edge here; per-input data
+        # from sampled partners was built with it already (iia_stage).
+        edge=s.edge if isinstance(data, PairwiseIIA) else "mean",
     )
     bar = Progress(len(set(s.floors)), "frontier", log, every=1)
     combined = Solver(time_limit=s.time_limit, **kwargs).frontier(

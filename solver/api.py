@@ -14,6 +14,7 @@ import numpy as np
 
 from solver.certificate import Certificate
 from solver.data import IIADataError, PairwiseIIA, PerInputIIA
+from solver.edges import EDGES, apply_edge
 from solver.feasibility import SCOPES, SEMANTICS
 from solver.greedy import greedy_partition, greedy_per_input
 from solver.result import Frontier, Partition
@@ -62,6 +63,9 @@ class Solver:
     time_limit : seconds per floor, a cap; None means no limit for "ilp" and 30 s for "auto".
     max_models, min_cell : per-input only: at most K models used, at least c inputs per cell.
     seed : seeds the randomised searches, so a run can be repeated.
+    edge : "mean" (the paper's: a pair counts ½(s(i←j) + s(j←i))) or "both" (an edge only
+        where both directions succeed, as "Bucketing the Good Apples"); "both" needs the
+        pairwise tensor with weights in {0, ½, 1} and is applied to the data before any solve.
     budget : the deterministic work limit of "auto" per floor: annealing moves of the local
         search (pairwise), branch-and-bound nodes of each MILP phase (per-input). None: a
         default from the instance's size (pairwise: two annealing cycles, 2000·n·(M + 1)
@@ -81,8 +85,10 @@ class Solver:
         min_cell: int = 1,
         seed: int = 0,
         budget: int | None = None,
+        edge: str = "mean",
     ) -> None:
         self.semantics = _choice(semantics, SEMANTICS, "semantics")
+        self.edge = _choice(edge, EDGES, "edge")
         self.scope = _choice(scope, SCOPES, "floor scope")
         self.method = _choice(method, METHODS, "method")
         self.solver = solver
@@ -120,7 +126,7 @@ class Solver:
         """The candidates' values in the layout the semantics needs, their names, the fallback."""
         if fallback is not None:
             data = data.with_fallback(fallback)
-        chosen = data.candidates(candidates)
+        chosen = apply_edge(data.candidates(candidates), self.edge)
         if self.semantics == "pairwise":
             if not isinstance(chosen, PairwiseIIA):
                 raise IIADataError(
@@ -172,7 +178,7 @@ class Solver:
             previous = result
             if progress is not None:
                 progress(result)
-        return Frontier(self.semantics, self.scope, models, fallback, tuple(results))
+        return Frontier(self.semantics, self.scope, models, fallback, tuple(results), self.edge)
 
     def _keep_previous(self, values, models, fallback, floor, previous, weaker) -> Partition:
         # A search can end below a partition we already hold (the greedy never sees the

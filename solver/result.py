@@ -60,6 +60,7 @@ class Frontier:
     models: tuple[str, ...]
     fallback: str | None
     results: tuple[Partition, ...]
+    edge: str = "mean"  # what a pair counts: ½(s(i←j) + s(j←i)), or 1 only where both succeed
 
     @property
     def floors(self) -> list[float]:
@@ -73,6 +74,7 @@ class Frontier:
         return {
             "semantics": self.semantics,
             "floor_scope": self.floor_scope,
+            "edge": self.edge,
             "models": list(self.models),
             "fallback": self.fallback,
             "results": [r.to_dict() for r in self.results],

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import transformers as tf
@@ -153,3 +154,19 @@ def test_prompts_longer_than_the_context_are_refused(tmp_path):
     with pytest.raises(SpecError, match="longer than the network's context of 3"):
         run(_spec(tmp_path, lm), log=lambda line: None)
     _no_alignment_started(tmp_path)
+
+
+def test_a_job_solves_with_both_edges_from_its_successes(tmp_path):
+    # Sampled partners: the per-input data is built from the successes with the edge; the
+    # pair's two directions must both succeed, so no input's IIA can exceed the mean edge's.
+    lm = _llama(tmp_path / "lm")
+    mean = run(_spec(tmp_path, lm), log=lambda line: None)
+    data = _spec(tmp_path, lm)
+    both_spec = data.model_copy(update={"solve": data.solve.model_copy(update={"edge": "both"})})
+    both = run(both_spec, log=lambda line: None)
+    assert (mean["edge"], both["edge"]) == ("mean", "both")
+    folder = tmp_path / "results" / "byo"
+    arrays = sorted(folder.glob("iia-*.npz"), key=lambda p: p.stat().st_mtime)
+    assert len(arrays) == 2  # one per edge: the edge is in the IIA key, the successes shared
+    a_mean, a_both = (np.load(p)["iia"] for p in arrays)
+    assert (a_both <= a_mean + 1e-12).all()
