@@ -127,17 +127,21 @@ def network_stage(ctx: JobContext, task) -> NetworkStage:
     )
 
 
+def _site_rows(site, encoded, task):
+    """A site's token positions on every input ([n, P]); only the variables this site names
+    are located in the prompts (another one may be ambiguous there)."""
+    from intervention.prompts import resolve_positions
+
+    spans = task.value_spans(site.variables()) if site.variables() else None
+    return resolve_positions(encoded, site.positions, spans, task.prompts())
+
+
 def _sites_resolve(spec: JobSpec, data, task) -> None:
     """Every site's positions resolve on every prompt as the network to be trained reads them
     (``data``: ``intervention.network.TrainingData``), so a bad site stops before training."""
-    from intervention.prompts import resolve_positions
-
-    spans = None
     for k, site in enumerate(spec.sites):
-        if any(isinstance(p, str) and p != "last" for p in site.positions or ()):
-            spans = task.value_spans() if spans is None else spans
         try:
-            resolve_positions(data.encoded, site.positions, spans, task.prompts())
+            _site_rows(site, data.encoded, task)
         except ValueError as exc:
             raise SpecError(f"sites.{k}.positions: {exc}") from None
 
@@ -146,7 +150,6 @@ def check_sites(spec: JobSpec, model, inputs, task) -> None:
     """Every site of the spec exists in this network and resolves on every input (layer in
     range, positions present, named variables found), before any alignment is trained."""
     from intervention.adapters import decoder_blocks
-    from intervention.prompts import resolve_positions
 
     n_layer = len(decoder_blocks(model, spec.network.layers))
     for k, site in enumerate(spec.sites):
@@ -155,9 +158,7 @@ def check_sites(spec: JobSpec, model, inputs, task) -> None:
                 f"sites.{k}.layer = {site.layer}, but the network has {n_layer} blocks: choose "
                 f"-1 (embeddings) to {n_layer - 1}"
             )
-        # Only the variables this site names: another one may be ambiguous in the prompts.
-        spans = task.value_spans(site.variables()) if site.variables() else None
-        rows = resolve_positions(inputs.encoded, site.positions, spans, task.prompts())
+        rows = _site_rows(site, inputs.encoded, task)
         dim = rows.shape[1] * int(model.config.hidden_size)
         if site.rank > dim:
             raise SpecError(
