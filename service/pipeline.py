@@ -15,10 +15,13 @@ The layers, each depending only on those below it:
 from __future__ import annotations
 
 import time
+from typing import NamedTuple
 
 from service.artifacts import ArtifactError, ResultsFolder, prepare_results
+from service.confidence import add_baselines, interval_report, rotation_sha256
 from service.executors import make_executor
 from service.keys import report_key
+from service.planting import planted_regions, recovery
 from service.spec import JobSpec, require_address
 from service.stages import (
     JobContext,
@@ -87,26 +90,109 @@ def run(
         store.unlock()
 
 
-def _run(ctx: JobContext, address: str | None, started: float) -> dict:
-    from intervention.engine import Site
-    from service.report import build_report, write_report
+class Explained(NamedTuple):
+    aligned: object  # service.stages.Alignments, after any refits
+    successes: list
+    success_keys: list[str]
+    data: object  # the solver's data
+    iia_path: object
+    iia_key: str
+    rounds: list[dict]  # the refit rounds ([] without refits)
 
-    spec, log = ctx.spec, ctx.log
-    task, models = build_task(spec)
-    net = network_stage(ctx, task)
-    design = design_of(spec, task.n_inputs)
+
+def _explain(ctx: JobContext, task, models, net, design, address, planted) -> Explained:
+    """Alignments, successes and the solver's data for ``net``: DAS per column, every pair
+    of the design scored, then (``das.refit_rounds``) partition and refits alternated."""
+    from service.refit import refit_rounds
+
+    spec = ctx.spec
     executor = OnDemand(
-        lambda: make_executor(worker_spec(spec), net.where, net.identity, log, address)
+        lambda: make_executor(worker_spec(spec), net.where, net.identity, ctx.log, address)
     )
     try:
         with timed(ctx, "align_seconds"):
             aligned = alignment_stage(ctx, task, models, net, executor)
         with timed(ctx, "score_seconds"):
             successes, success_keys = scoring_stage(ctx, design, aligned, executor)
+        if spec.refit_rounds() > 0:
+            with timed(ctx, "refit_seconds"):
+                aligned, successes, success_keys, data, path, key, rounds = refit_rounds(
+                    ctx,
+                    task,
+                    models,
+                    net,
+                    design,
+                    aligned,
+                    successes,
+                    success_keys,
+                    executor,
+                    planted,
+                )
+            return Explained(aligned, successes, success_keys, data, path, key, rounds)
     finally:
         executor.close()
     names = [col.name for col in aligned.columns]
-    data, iia_path, iia = iia_stage(ctx, names, design, successes, success_keys)
+    data, path, key = iia_stage(ctx, names, design, successes, success_keys)
+    return Explained(aligned, successes, success_keys, data, path, key, [])
+
+
+class Control(NamedTuple):
+    frontier: object  # solver.Frontier of the combination on the control network
+    summary: dict  # what the report says of it
+
+
+def _control(ctx, control: str, task, models, net, design, address, planted) -> Control:
+    """The job's alignments, scoring, refits and frontier on a control network: the same
+    architecture with random weights. Its artifacts are keyed on its own weights."""
+    from service.confidence import solve_data
+    from service.stages import control_network, solver_options
+    from solver import Solver
+
+    ctx.log(f"control {control}: the same job on the same architecture with random weights")
+    timings = dict(ctx.timings)
+    cnet = control_network(ctx, task, net)
+    found = _explain(ctx, task, models, cnet, design, address, planted)
+    ctx.timings.clear()
+    ctx.timings.update(timings)  # the main job's timings stay the report's
+    s = ctx.spec.solve
+    data = solve_data(found.data, s.semantics, ctx.spec.pairs.design, s.edge, s.confidence)
+    frontier = Solver(time_limit=s.time_limit, **solver_options(ctx.spec, data)).frontier(
+        data, s.floors
+    )
+    add_baselines(found.aligned.table, task, models, design)
+    points = []
+    for point in frontier.results:
+        entry = point.to_dict()
+        if planted is not None:
+            entry["recovery"] = recovery(point.assignment, list(point.models), *planted)
+        points.append(entry)
+    summary = {
+        "network_accuracy": cnet.accuracy,
+        "network_weights": cnet.weights,
+        "alignment_iia": found.aligned.table,
+        "frontier": points,
+    }
+    if found.rounds:
+        summary["rounds"] = found.rounds
+    return Control(frontier, summary)
+
+
+def _run(ctx: JobContext, address: str | None, started: float) -> dict:
+    from intervention.engine import Site
+    from service.report import build_report, write_report
+
+    spec, log = ctx.spec, ctx.log
+    task, models = build_task(spec)
+    planted = None
+    if spec.network.plant is not None:  # known regions: refused here if they overlap
+        planted = (planted_regions(spec, task), list(spec.network.plant.regions))
+    net = network_stage(ctx, task, models)
+    design = design_of(spec, task.n_inputs)
+    found = _explain(ctx, task, models, net, design, address, planted)
+    aligned, success_keys = found.aligned, found.success_keys
+    # What an intervention that changes nothing would score, beside each alignment's IIA.
+    add_baselines(aligned.table, task, models, design)
+    data, iia_path, iia = found.data, found.iia_path, found.iia_key
     log(f"IIA written to {iia_path}")
     labels = site_labels(spec.sites)
     by_site = {
@@ -127,6 +213,8 @@ def _run(ctx: JobContext, address: str | None, started: float) -> dict:
             "candidate": models[col.model_index].name,
             "alignment": aligned.keys[col.pair],
             "successes": key,
+            # the stored rotation file's SHA-256: exactly which alignment scored this column
+            "rotation_sha256": rotation_sha256(ctx.store, aligned.keys[col.pair]),
         }
         for col, key in zip(aligned.columns, success_keys)
     ]
@@ -146,7 +234,34 @@ def _run(ctx: JobContext, address: str | None, started: float) -> dict:
     report["network_correct"] = net.correct  # of report["n_inputs"], at the network's head
     report["network_head"] = net.inputs.head
     report["edge"] = spec.solve.edge  # what a pair counted in the solve
+    report["intervals"] = interval_report(
+        report["frontier"],
+        solved.combined,
+        data,
+        spec.solve.edge,
+        spec.solve.confidence,
+        design.partners,
+    )
+    if found.rounds:
+        report["rounds"] = found.rounds  # the alternation of partition and refits
+    if planted is not None:
+        report["plant"] = {"regions": dict(spec.network.plant.regions), **(net.plant or {})}
+        for entry, point in zip(report["frontier"], solved.combined.results):
+            entry["recovery"] = recovery(point.assignment, list(point.models), *planted)
+    controls = {}
+    for control in spec.controls:  # the same job on a network that cannot hold the answer
+        controls[control] = _control(ctx, control, task, models, net, design, address, planted)
+    if controls:
+        report["controls"] = {name: c.summary for name, c in controls.items()}
     report["timings"] = {**ctx.timings, "seconds": round(time.perf_counter() - started, 1)}
-    paths = write_report(report, solved.combined, solved.singles, task, ctx.store, solved.sites)
+    paths = write_report(
+        report,
+        solved.combined,
+        solved.singles,
+        task,
+        ctx.store,
+        solved.sites,
+        controls={name: c.frontier for name, c in controls.items()},
+    )
     log(f"report: {paths[0]}")
     return report

@@ -58,6 +58,7 @@ def frontier_figure(
     singles: Mapping[str, Frontier],
     n_inputs: int,
     sites: Mapping[str, Frontier] | None = None,
+    controls: Mapping[str, Frontier] | None = None,
 ) -> plt.Figure:
     """The figure ``plot_frontier`` saves: strength against floor for the combination (black)
     and for each candidate alone (one distinct colour each). With ``sites`` of more than one
@@ -81,6 +82,11 @@ def frontier_figure(
         rest = [singles[n] for n in singles if n not in shown]
         if rest:
             _grey_singles(ax, rest, f"{len(rest)} more alone")
+    for name, control in (controls or {}).items():  # the same job on a control network
+        ax.plot(
+            control.floors, control.strengths, "x-", lw=1.5, color="tab:red",
+            label=f"combined on {name} control",
+        )
     ax.set_xlabel("faithfulness floor λ (IIA)")
     ax.set_ylabel(f"strength (inputs explained, of {n_inputs})")
     ax.set_title(f"strength-faithfulness frontier ({combined.semantics}, {combined.floor_scope})")
@@ -112,9 +118,10 @@ def plot_frontier(
     path: str | Path,
     n_inputs: int,
     sites: Mapping[str, Frontier] | None = None,
+    controls: Mapping[str, Frontier] | None = None,
 ) -> Path:
     """Draw ``frontier_figure`` to ``path``."""
-    fig = frontier_figure(combined, singles, n_inputs, sites)
+    fig = frontier_figure(combined, singles, n_inputs, sites, controls)
     path = Path(path)
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -135,18 +142,36 @@ def _product_order(task, inputs: list[str], sizes: list[int]) -> bool:
     )
 
 
+# The most input variables drawn as strips above a partition strip: a data task may have many.
+MAX_STRIP_VARIABLES = 8
+
+
+def _value_strip(name: str, column) -> tuple[np.ndarray, str]:
+    """A variable's values as ranks in [0, 1] (strings in sorted order), and its label:
+    the name with its range, or its number of values where they are not numbers."""
+    col = np.asarray(column)
+    uniq, index = np.unique(col, return_inverse=True)
+    ranks = index / max(len(uniq) - 1, 1)
+    if col.dtype.kind in "iuf":
+        return ranks, f"{name} ({uniq[0].item():g} to {uniq[-1].item():g})"
+    if col.dtype.kind == "b":
+        return ranks, f"{name} (False, True)"
+    return ranks, f"{name} ({len(uniq)} values)"
+
+
 def partition_figure(partition, task) -> plt.Figure:
     """The figure ``plot_partition`` saves: which model explains each input, one colour per
     model and grey for the fallback. Tasks with three small input variables (arithmetic) get
     one panel per value of the third, rows and columns the first two; others a strip of inputs
-    in index order."""
+    in index order, under one strip per input variable (its values, named on the axis). The
+    legend names every cell and the fallback model."""
     names = ["fallback", *partition.models]
     codes = partition.assignment + 1
     cmap = ListedColormap([to_rgba(FALLBACK_COLOUR), *model_colours(len(partition.models))])
     inputs = list(task.inputs)
     sizes = [len(task.inputs[v]) for v in inputs]
     legend_rows = -(-len(names) // 4)
-    legend_in = 0.25 + 0.17 * legend_rows  # inches below the panels for the legend
+    legend_in = 0.4 + 0.17 * legend_rows  # inches below the panels for the legend and its title
     if len(inputs) == 3 and max(sizes) <= 12 and _product_order(task, inputs, sizes):
         nx, ny, nz = sizes
         grid = codes.reshape(nx, ny, nz)
@@ -169,14 +194,34 @@ def partition_figure(partition, task) -> plt.Figure:
             if z % cols == 0:
                 ax.set_ylabel(inputs[0], fontsize=7)
     else:
-        height = 1.9 + legend_in
-        fig, ax = plt.subplots(figsize=(10, height))
+        shown = inputs[:MAX_STRIP_VARIABLES]
+        top_in = 0.3 + 0.22 * len(shown)  # inches for the variables' strips
+        height = 1.9 + top_in + legend_in
+        fig = plt.figure(figsize=(10, height))
+        grid = fig.add_gridspec(2, 1, height_ratios=(top_in, 1.2))
+        # The cells' strip is the figure's first axes; the variables' strips above it share
+        # its inputs, so a cell's inputs can be read off against the variables' values.
+        ax = fig.add_subplot(grid[1])
         ax.imshow(codes[None, :], cmap=cmap, vmin=0, vmax=len(names) - 1, aspect="auto")
         ax.set_yticks([])
         ax.set_xlabel("input index")
         ax.set_ylabel("model", fontsize=7)
+        top = fig.add_subplot(grid[0], sharex=ax)
+        ranks, labels = zip(*(_value_strip(v, task.values[v]) for v in shown))
+        top.imshow(np.stack(ranks), cmap="viridis", vmin=0, vmax=1, aspect="auto")
+        top.set_yticks(range(len(shown)), labels, fontsize=6)
+        top.tick_params(axis="x", labelbottom=False)
+        top.set_title("input variables (dark: low, light: high)", fontsize=7)
     handles = [plt.Rectangle((0, 0), 1, 1, color=cmap(k)) for k in range(len(names))]
-    fig.legend(handles, names, loc="lower center", ncol=min(len(names), 4), fontsize=7)
+    fig.legend(
+        handles,
+        names,
+        loc="lower center",
+        ncol=min(len(names), 4),
+        fontsize=7,
+        title=f"cell: the model that explains the input (fallback: {task.fallback.name})",
+        title_fontsize=7,
+    )
     fig.suptitle(
         f"partition at floor {partition.floor} (strength {partition.strength})", fontsize=9
     )

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from service.rules import cell_rule
+from service.rules import partition_rules
 from solver import Frontier, PairwiseIIA
 
 
@@ -32,17 +32,23 @@ def build_report(
     site. ``columns`` says which (``name``, ``site``, ``site_label``, ``candidate`` and the
     artifact keys); with it and the solver's ``data``, ``site_iia`` gives per site and
     candidate the held-out alignment IIA and the mean per-input IIA, and ``sites_frontier``
-    each site's own frontier (its columns only) from ``site_frontiers``."""
+    each site's own frontier (its columns only) from ``site_frontiers``.
+
+    Per frontier point, ``rules`` holds a rule for every non-empty cell and for the
+    fallback's inputs (under the fallback's name), read off one decision tree over the input
+    variables (``service.rules``), and ``tree`` that tree's depth and accuracies."""
     values = task.values
     frontier = []
     for p in combined.results:
         entry = p.to_dict()
-        entry["rules"] = {}
-        for m, name in enumerate(p.models):
-            member = p.assignment == m
-            if member.any():
-                rule = cell_rule(values, member)
-                entry["rules"][name] = {"rule": rule.text, "accuracy": round(rule.accuracy, 4)}
+        # One tree for the whole partition; the fallback's inputs are a class of their own,
+        # named as the report names the fallback (suffixed should a column share its name).
+        fallback = task.fallback.name
+        fallback = fallback if fallback not in p.models else f"{fallback} (fallback)"
+        labels = np.where(p.assignment >= 0, p.assignment, len(p.models))
+        tree = partition_rules(values, labels, [*p.models, fallback])
+        entry["rules"] = {name: tree.rule_dict(name) for name in tree.rules}
+        entry["tree"] = tree.tree_dict()
         frontier.append(entry)
     report = {
         "spec_digest": spec_digest,
@@ -119,6 +125,7 @@ def write_report(
     task,
     store,
     site_frontiers: Mapping[str, Frontier] | None = None,
+    controls: Mapping[str, Frontier] | None = None,
 ) -> list[Path]:
     """``report.json``, ``frontier.png`` and ``partition.png``, each written whole through the
     job's results folder (``service.artifacts.ResultsFolder``): checksummed, never through a
@@ -132,7 +139,9 @@ def write_report(
         store.write_text("report.json", json.dumps(report, indent=1) + "\n"),
         store.write_with(
             "frontier.png",
-            lambda p: plot_frontier(combined, singles, p, task.n_inputs, sites=site_frontiers),
+            lambda p: plot_frontier(
+                combined, singles, p, task.n_inputs, sites=site_frontiers, controls=controls
+            ),
         ),
         store.write_with("partition.png", lambda p: plot_partition(chosen, task, p)),
     ]
@@ -151,13 +160,20 @@ def format_report(report: dict) -> str:
         "alignment IIA (held out):",
     ]
     for row in report["alignment_iia"]:
-        lines.append(f"  site {row['site']}  {row['candidate']:>12}  {row['held_out_iia']:.3f}")
+        # rank and baseline: absent from reports written before they were added
+        extra = f"  rank {row['rank']}" if "rank" in row else ""
+        if row.get("baseline") is not None:
+            extra += f", no intervention {row['baseline']:.3f}"
+        lines.append(
+            f"  site {row['site']}  {row['candidate']:>12}  {row['held_out_iia']:.3f}{extra}"
+        )
     lines.append(f"{'floor':>6} {'strength':>8} {'bound':>6} {'status':>10}  cells (rule)")
+    n = report["n_inputs"]
     for r in report["frontier"]:
         c = r["certificate"]
         bound = "-" if c["bound"] is None else f"{c['bound']:.0f}"
         cells = "; ".join(
-            f"{name} {size} [{r['rules'][name]['rule']}]"
+            f"{name} {size} [{_rule(r['rules'][name])}]"
             for name, size in r["cell_sizes"].items()
             if size
         )
@@ -165,6 +181,19 @@ def format_report(report: dict) -> str:
             f"{r['floor']:>6.3f} {r['strength']:>8d} {bound:>6} {c['status']:>10}  "
             f"{cells or '(all to the fallback)'}"
         )
+        # Reports written before the rules came from one tree have no "tree" entry.
+        if "tree" in r:
+            t = r["tree"]
+            left = n - r["strength"]
+            name = report["fallback"]
+            name = name if name not in r["cell_sizes"] else f"{name} (fallback)"
+            fb = r["rules"].get(name) if left else None
+            lines.append(
+                f"{'':>33}  tree depth {t['depth']}, accuracy {t['accuracy']:.3f}, "
+                f"cross-validated {_num(t['cv_accuracy'])}"
+                + (f"; fallback {left} [{_rule(fb)}]" if fb else "")
+            )
+    lines.extend(_interval_lines(report))
     for name, rows in report["singles"].items():
         lines.append(f"single {name}: " + " ".join(str(x["strength"]) for x in rows))
     # Reports written before sites were columns lack these tables; they print as before.
@@ -185,5 +214,32 @@ def format_report(report: dict) -> str:
     return "\n".join(lines)
 
 
+def _rule(rule: dict) -> str:
+    """A cell's rule with how well it holds: precision and recall where the report has them
+    (the rules from one tree); older reports' rules print as they did."""
+    if "precision" in rule:
+        return f"{rule['rule']}; precision {rule['precision']:.2f}, recall {rule['recall']:.2f}"
+    return rule["rule"]
+
+
 def _num(x: float | None) -> str:
     return "-" if x is None else f"{x:.3f}"
+
+
+def _interval_lines(report: dict) -> list[str]:
+    """The intervals note and, with sampled partners, each frontier point's cells' Wilson
+    lower bounds (min/mean over the cell's inputs); nothing for reports without them."""
+    intervals = report.get("intervals")
+    if not intervals:
+        return []
+    lines = [intervals["note"]]
+    if intervals.get("confidence") is None:
+        return lines
+    lines.append(f"lower bounds at {intervals['confidence']:g} per cell (min/mean):")
+    for r in report["frontier"]:
+        cells = "; ".join(
+            f"{name} {b['min']:.3f}/{b['mean']:.3f}"
+            for name, b in r.get("lower_bounds", {}).items()
+        )
+        lines.append(f"  floor {r['floor']:.3f}: {cells or '-'}")
+    return lines

@@ -321,8 +321,41 @@ class TrainSpec(Strict):
 MODULE_PATH = re.compile(r"[A-Za-z_][A-Za-z_0-9]*(\.[A-Za-z_0-9]+)*")
 
 
+class PlantSpec(Strict):
+    """A combination planted by interchange intervention training (``intervention.plant``):
+    each region's inputs are trained to behave as its candidate at the planted site."""
+
+    # candidate name -> the inputs it is planted on, an expression over the input variables
+    regions: dict[str, str] = Field(min_length=1)
+    layer: int = Field(0, ge=0, le=MAX_LAYERS)  # the planted site: after this block ...
+    positions: list[int | str] = ["last"]  # ... at these positions
+    dims: int = Field(16, ge=1, le=MAX_WIDTH * 64)  # the planted coordinates: the first dims
+    steps: int = Field(2000, ge=1, le=MAX_STEPS)  # at most; stops once target is reached
+    pairs_per_region: int = Field(128, ge=1, le=MAX_BATCH)
+    task_batch: int = Field(128, ge=1, le=MAX_BATCH)
+    lr: float = Field(3e-3, gt=0, le=10)
+    weight: float = Field(1.0, gt=0, le=1000)  # task loss + weight · IIT loss
+    held_out: float = Field(0.1, gt=0, lt=1)  # share of ordered pairs that only measure
+    target: float = Field(0.99, gt=0, le=1)  # stop once every region reaches it
+    # Refuse to align a plant whose held-out IIT accuracy is below this in some region: the
+    # truth to recover would not be there.
+    iit_floor: float = Field(0.95, gt=0, le=1)
+
+    @field_validator("regions")
+    @classmethod
+    def _parse(cls, regions: dict[str, str]) -> dict[str, str]:
+        for name, text in regions.items():
+            try:
+                Expression.parse(text)
+            except ExpressionError as exc:
+                raise ValueError(f"network.plant.regions[{name!r}]: {exc}") from None
+        return regions
+
+
 class NetworkSpec(Strict):
     train: TrainSpec | None = None
+    # Train the network with a planted combination (needs network.train, a classifier).
+    plant: PlantSpec | None = None
     path: str | None = (
         None  # a local Hugging Face directory, or a hub name where a hub is reachable
     )
@@ -351,6 +384,11 @@ class NetworkSpec(Strict):
                 "network.layers is for a loaded network (network.path) of a family with no "
                 "adapter; a network trained here has its family's (network.train.family)"
             )
+        if self.plant is not None and (self.train is None or self.train.head != "classifier"):
+            raise ValueError(
+                "network.plant trains the network here: give network.train with head = "
+                "'classifier' (a loaded network's combination is what the job finds, not plants)"
+            )
         if self.layers is not None and not MODULE_PATH.fullmatch(self.layers):
             raise ValueError(
                 f"network.layers = {self.layers!r} is not a module path: give the attribute "
@@ -360,7 +398,9 @@ class NetworkSpec(Strict):
 
     @model_serializer(mode="wrap")
     def _dump(self, handler):
-        return _drop_defaults(handler(self), {"head": "auto", "dtype": "auto", "layers": None})
+        return _drop_defaults(
+            handler(self), {"head": "auto", "dtype": "auto", "layers": None, "plant": None}
+        )
 
 
 class CandidateSpec(Strict):
@@ -457,6 +497,20 @@ class DASSpec(Strict):
     lr: float = Field(0.01, gt=0, le=10)
     seed: int = 0
     held_out: float = Field(0.2, ge=0, lt=1)
+    # Share of each batch's pairs that trains (the lowest-loss ones; intervention.das). None:
+    # 0.3 for a planted network (a little above its share of explainable pairs), else 1.0.
+    trim: float | None = Field(None, gt=0, le=1)
+    # Alternate after the first solve: refit each candidate on the pairs inside its cell,
+    # rescore, re-solve, until the partition is stable or this many rounds have run. None: 2
+    # for a planted network, else 0 (the paper's procedure: one fit on every input's pairs).
+    refit_rounds: int | None = Field(None, ge=0, le=100)
+    refit_floor: float = Field(0.95, gt=0, le=1)  # the floor whose partition the refits follow
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler):
+        return _drop_defaults(
+            handler(self), {"trim": None, "refit_rounds": None, "refit_floor": 0.95}
+        )
 
 
 class PairSpec(Strict):
@@ -479,6 +533,9 @@ class SolveSpec(Strict):
     # What a pair counts: "mean" = ½(s(i←j) + s(j←i)) (the paper's), "both" = 1 only where both
     # directions succeed ("Bucketing the Good Apples").
     edge: Literal["mean", "both"] = "mean"
+    # With sampled partners: solve on each per-input IIA's Wilson lower bound at this
+    # confidence (e.g. 0.95) instead of its estimate; None: on the estimates.
+    confidence: float | None = Field(None, gt=0, lt=1)
 
     @field_validator("floors")
     @classmethod
@@ -503,7 +560,8 @@ class SolveSpec(Strict):
 
     @model_serializer(mode="wrap")
     def _dump(self, handler):
-        return _drop_defaults(handler(self), {"edge": "mean"})  # digests stay as they were
+        # digests stay as they were
+        return _drop_defaults(handler(self), {"edge": "mean", "confidence": None})
 
 
 class ExecutionSpec(Strict):
@@ -549,10 +607,86 @@ class JobSpec(Strict):
     candidates: list[str] | dict[str, CandidateSpec] | None = None
     fallback: str | None = None
     sites: list[SiteSpec] = Field(min_length=1)
+    # The same job run beside the main one on a network that cannot hold the answer:
+    # "random-init", the same architecture with random weights.
+    controls: list[Literal["random-init"]] = []
     das: DASSpec = DASSpec()
     pairs: PairSpec = PairSpec()
     solve: SolveSpec = SolveSpec()
     execution: ExecutionSpec = ExecutionSpec()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _planted_defaults(cls, data):
+        """``task.candidates`` is read as ``candidates``; a planted network's job without
+        ``[[sites]]`` aligns at the planted site with the planted rank."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        task = data.get("task")
+        if isinstance(task, dict) and "candidates" in task:
+            if data.get("candidates") is not None:
+                raise ValueError("give candidates once: in [task] or at the top, not both")
+            task = dict(task)
+            data["candidates"] = task.pop("candidates")
+            data["task"] = task
+        network = data.get("network")
+        plant = network.get("plant") if isinstance(network, dict) else None
+        if "sites" not in data and isinstance(plant, dict):
+            data["sites"] = [
+                {
+                    "layer": plant.get("layer", 0),
+                    "positions": plant.get("positions", ["last"]),
+                    "rank": plant.get("dims", 16),
+                }
+            ]
+        return data
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler):
+        return _drop_defaults(handler(self), {"controls": []})
+
+    def das_trim(self) -> float:
+        """The DAS trim this job uses (das.trim, or its default: 0.3 planted, else 1.0)."""
+        if self.das.trim is not None:
+            return self.das.trim
+        return 0.3 if self.network.plant is not None else 1.0
+
+    def refit_rounds(self) -> int:
+        """The refit rounds this job runs (das.refit_rounds, or 2 planted, else 0)."""
+        if self.das.refit_rounds is not None:
+            return self.das.refit_rounds
+        return 2 if self.network.plant is not None else 0
+
+    @model_validator(mode="after")
+    def _plant_fits_task(self):
+        plant = self.network.plant
+        if plant is None:
+            return self
+        names = self.task.input_names()
+        for cand, text in plant.regions.items():
+            unknown = sorted(Expression.parse(text).names - set(names))
+            if unknown:
+                raise ValueError(
+                    f"network.plant.regions[{cand!r}] = {text!r} reads {unknown}, which are not "
+                    f"input variables of the task; write it over {names}"
+                )
+        if isinstance(self.candidates, list | dict):
+            missing = [c for c in plant.regions if c not in self.candidates]
+            if missing:
+                raise ValueError(
+                    f"network.plant.regions plant {missing}, which are not among the job's "
+                    f"candidates {list(self.candidates)}; add them to candidates or fix the names"
+                )
+        if self.refit_rounds() > 0 and (
+            self.pairs.design != "all" or self.solve.semantics != "pairwise"
+        ):
+            raise ValueError(
+                "das.refit_rounds refits each candidate inside its cell of the pairwise "
+                "partition, which needs pairs.design = 'all' and solve.semantics = 'pairwise'; "
+                "set those, or das.refit_rounds = 0"
+            )
+        return self
 
     @field_validator("name")
     @classmethod
@@ -626,6 +760,15 @@ class JobSpec(Strict):
                 f"das.held_out = {self.das.held_out} leaves {training} of the task's {n} inputs "
                 "to train the alignments on; DAS needs at least 2: lower das.held_out"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _confidence_needs_sampling(self):
+        from service.confidence import confidence_problem
+
+        problem = confidence_problem(self.solve.semantics, self.pairs.design, self.solve.confidence)
+        if problem:
+            raise ValueError(problem)
         return self
 
     @model_validator(mode="after")

@@ -6,6 +6,7 @@ recomputed, with a log line naming it. Workers compute; the stages write."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -25,6 +26,13 @@ from service.keys import (
     network_identity,
     network_key,
     successes_key,
+)
+from service.planting import (
+    PLANT_FILE,
+    plant_json,
+    planted_regions,
+    require_plant,
+    train_planted,
 )
 from service.progress import Progress
 from service.spec import JobSpec, SpecError
@@ -60,9 +68,10 @@ class NetworkStage(NamedTuple):
     where: str | Path  # the network's folder (or hub name), for the workers
     inputs: object = None  # intervention.network.TaskInputs: prompts encoded, answer tokens
     correct: int = 0  # how many inputs the network gets right
+    plant: dict | None = None  # a planted network's training report (service.planting)
 
 
-def network_stage(ctx: JobContext, task) -> NetworkStage:
+def network_stage(ctx: JobContext, task, models=()) -> NetworkStage:
     """Train (or load) the network once; refuse one below the accuracy floor, or one whose
     sites, prompts or answers do not fit (before any alignment). A reused network is checked
     file by file against the manifest, and its accuracy is measured again (cheap: one forward
@@ -83,13 +92,19 @@ def network_stage(ctx: JobContext, task) -> NetworkStage:
 
     spec, store = ctx.spec, ctx.store
     labels = torch.as_tensor(task.labels())
+    plant = None
     if spec.network.path is not None:
         model, tokenizer = load_network(spec.network.path, spec.network.head, spec.network.dtype)
         where: str | Path = spec.network.path
     else:
-        rel = f"network-{network_key(task, spec.network.train.model_dump(mode='json'))}"
+        train = spec.network.train.model_dump(mode="json")
+        if spec.network.plant is not None:  # a planted network is another network
+            train["plant"] = spec.network.plant.model_dump(mode="json")
+        rel = f"network-{network_key(task, train)}"
         if store.reusable(rel, folder=True):
             model, tokenizer = load_network(store.path(rel))
+            if spec.network.plant is not None:
+                plant = json.loads(store.read_bytes(f"{rel}/{PLANT_FILE}"))
             ctx.log(f"network: reused {store.path(rel)}")
         else:
             # Everything is checked before training: the tokenizer, the answers (one token per
@@ -106,11 +121,24 @@ def network_stage(ctx: JobContext, task) -> NetworkStage:
                 + ("" if settings.head == "classifier" else f", a {settings.family} causal LM")
                 + (f" on {data.level}-level tokens" if data.encoded.padded else "")
             )
-            trained = train_on(data, settings)
-            model = trained.model
-            store.write_dir(rel, lambda tmp: save_network(model, tokenizer, tmp))
+            if spec.network.plant is not None:
+                planted_regions(spec, task)  # overlapping or empty regions stop before training
+                model, plant = train_planted(spec, task, models, data, settings, ctx.log)
+
+                def write(tmp):
+                    save_network(model, tokenizer, tmp)
+                    (tmp / PLANT_FILE).write_bytes(plant_json(plant))
+
+                store.write_dir(rel, write)
+                ctx.log(f"network: planted in {plant['steps']} steps, {plant['seconds']:.0f} s")
+            else:
+                trained = train_on(data, settings)
+                model = trained.model
+                store.write_dir(rel, lambda tmp: save_network(model, tokenizer, tmp))
+                ctx.log(
+                    f"network: trained in {trained.epochs_run} epochs, {trained.seconds:.0f} s"
+                )
             store.flush()
-            ctx.log(f"network: trained in {trained.epochs_run} epochs, {trained.seconds:.0f} s")
         where = store.path(rel)
     try:
         inputs = task_inputs(model, tokenizer, task)
@@ -119,11 +147,53 @@ def network_stage(ctx: JobContext, task) -> NetworkStage:
         raise SpecError(f"network {where}: {exc}") from None
     acc, correct = task_accuracy(model, inputs, labels)
     ctx.log(f"network: {correct} of {task.n_inputs} inputs right (accuracy {acc:.4f})")
+    if plant is not None and acc < spec.network.accuracy_floor:
+        raise SpecError(
+            f"the planted network solves {acc:.4f} of the task, below network.accuracy_floor = "
+            f"{spec.network.accuracy_floor}; no alignment was trained. Raise network.plant.steps "
+            "or lower network.plant.weight (its network is kept in the results folder)"
+        )
     require_accuracy(acc, spec.network.accuracy_floor)
+    if plant is not None:
+        require_plant(plant, spec.network.plant.iit_floor)
     weights = network_digest(model)
     identity = network_identity(weights, inputs.identity_tensor())
     return NetworkStage(
-        model, tokenizer, inputs.encoded.ids, acc, weights, identity, where, inputs, correct
+        model, tokenizer, inputs.encoded.ids, acc, weights, identity, where, inputs, correct, plant
+    )
+
+
+def control_network(ctx: JobContext, task, net: NetworkStage) -> NetworkStage:
+    """The random-init control: ``net``'s architecture with random weights, stored beside it
+    (keyed on the network it controls), measured on the task but held to no accuracy floor."""
+    from intervention.digest import digest
+    from intervention.network import (
+        load_network,
+        network_digest,
+        save_network,
+        task_accuracy,
+        task_inputs,
+    )
+    from service.planting import random_init
+
+    spec, store = ctx.spec, ctx.store
+    rel = f"network-random-init-{digest('random-init', net.weights)}"
+    if store.reusable(rel, folder=True):
+        model, tokenizer = load_network(store.path(rel), spec.network.head, spec.network.dtype)
+    else:
+        model, tokenizer = random_init(net.model), net.tokenizer
+        store.write_dir(rel, lambda tmp: save_network(model, tokenizer, tmp))
+        store.flush()
+    import torch
+
+    inputs = task_inputs(model, tokenizer, task)
+    acc, correct = task_accuracy(model, inputs, torch.as_tensor(task.labels()))
+    ctx.log(f"control network: {correct} of {task.n_inputs} inputs right (accuracy {acc:.4f})")
+    weights = network_digest(model)
+    identity = network_identity(weights, inputs.identity_tensor())
+    return NetworkStage(
+        model, tokenizer, inputs.encoded.ids, acc, weights, identity, store.path(rel), inputs,
+        correct,
     )
 
 
@@ -229,15 +299,30 @@ def _row(alignment, site_index: int) -> dict:
         "site": site_index,
         "train_iia": alignment.train_iia,
         "held_out_iia": alignment.held_out_iia,
+        "rank": int(alignment.rotation.shape[1]),  # the dimensions the intervention swaps
     }
 
 
 @dataclass(frozen=True)
 class Alignments:
-    table: list[dict]  # one row per (site, candidate): its train and held-out IIA
+    # one row per (site, candidate): its train and held-out IIA and its rotation's rank (the
+    # pipeline adds the no-intervention baseline, which needs the pair design)
+    table: list[dict]
     columns: list[Column]  # the solver's columns, in order
     keys: dict[tuple[int, int], str]  # the alignment key per (site, candidate)
     rotations: dict[tuple[int, int], object]  # the rotation per (site, candidate)
+
+
+def alignment_settings(spec: JobSpec) -> dict:
+    """The DAS settings an alignment's key covers: the spec's [das] as written, with the trim
+    it uses where that is not plain DAS (a planted network's default), and without the refit
+    settings (which a first alignment does not read)."""
+    das = spec.das.model_dump(mode="json")
+    for name in ("trim", "refit_rounds", "refit_floor"):
+        das.pop(name, None)
+    if spec.das_trim() != 1.0:
+        das["trim"] = spec.das_trim()
+    return das
 
 
 def alignment_stage(ctx: JobContext, task, models, net: NetworkStage, executor) -> Alignments:
@@ -248,7 +333,7 @@ def alignment_stage(ctx: JobContext, task, models, net: NetworkStage, executor) 
     from intervention.digest import digest
 
     spec, store = ctx.spec, ctx.store
-    das = spec.das.model_dump(mode="json")
+    das = alignment_settings(spec)
     found: dict[tuple[int, int], Alignment] = {}
     rels: dict[tuple[int, int], str] = {}
     todo: list[AlignJob] = []
@@ -389,18 +474,12 @@ class Solved(NamedTuple):
     sites: dict  # site label -> the frontier over that site's columns only
 
 
-def solve_stage(
-    ctx: JobContext, data, log: Log, sites: dict[str, list[str]] | None = None
-) -> Solved:
-    """The frontier over every column, each column's alone, and each site's own (``sites``:
-    site label -> its columns' names). A combination may explain different inputs at
-    different sites; a site's frontier says how far that site alone goes."""
-    from solver import PairwiseIIA, Solver
+def solver_options(spec: JobSpec, data) -> dict:
+    """The solver's settings from the spec's [solve], for ``data``."""
+    from solver import PairwiseIIA
 
-    s = ctx.spec.solve
-    if s.semantics == "pairwise" and ctx.spec.pairs.design != "all":
-        raise SpecError("solve.semantics = 'pairwise' needs pairs.design = 'all'")
-    kwargs = dict(
+    s = spec.solve
+    return dict(
         semantics=s.semantics,
         scope=s.scope,
         method=s.method,
@@ -412,6 +491,23 @@ def solve_stage(
         # from sampled partners was built with it already (iia_stage).
         edge=s.edge if isinstance(data, PairwiseIIA) else "mean",
     )
+
+
+def solve_stage(
+    ctx: JobContext, data, log: Log, sites: dict[str, list[str]] | None = None
+) -> Solved:
+    """The frontier over every column, each column's alone, and each site's own (``sites``:
+    site label -> its columns' names). A combination may explain different inputs at
+    different sites; a site's frontier says how far that site alone goes."""
+    from service.confidence import solve_data
+    from solver import Solver
+
+    s = ctx.spec.solve
+    if s.semantics == "pairwise" and ctx.spec.pairs.design != "all":
+        raise SpecError("solve.semantics = 'pairwise' needs pairs.design = 'all'")
+    # solve.confidence: the solver reads each entry's Wilson lower bound (``service.confidence``).
+    data = solve_data(data, s.semantics, ctx.spec.pairs.design, s.edge, s.confidence)
+    kwargs = solver_options(ctx.spec, data)
     bar = Progress(len(set(s.floors)), "frontier", log, every=1)
     combined = Solver(time_limit=s.time_limit, **kwargs).frontier(
         data,

@@ -25,6 +25,9 @@ class AlignJob:
     site_index: int
     model_index: int
     task_digest: str  # what the alignment is for (recorded in alignment.json)
+    # A refit: pairs only among these inputs (a cell of the partition), from this rotation.
+    cell: tuple[int, ...] | None = None
+    init: object = None  # torch.Tensor [dim, rank]
 
 
 @dataclass(frozen=True)
@@ -117,6 +120,8 @@ class Worker:
             lr=das.lr,
             seed=das.seed,
             held_out=das.held_out,
+            # A refit inside a cell trains on all of its pairs: the cell is what it explains.
+            trim=1.0 if job.cell is not None else self.spec.das_trim(),
         )
         return train_alignment(
             self.engine(job.site_index),
@@ -125,6 +130,8 @@ class Worker:
             job.task_digest,
             settings,
             weights=self.weights,
+            pool=None if job.cell is None else np.asarray(job.cell),
+            init=job.init,
         )
 
     def score(self, job: ShardJob, design, rotation) -> np.ndarray:

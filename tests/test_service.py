@@ -1,6 +1,7 @@
 """The job spec, the in-process pipeline end to end, resume, and the Ray executor (a real
 embedded local Ray; a worker killed mid-scoring must not change the IIA)."""
 
+import hashlib
 import json
 import os
 import signal
@@ -123,6 +124,19 @@ def test_pipeline_in_process_end_to_end_and_resume(tmp_path, capsys, network_dir
     assert set(report["singles"]) == set(report["models"])
     first = report["frontier"][0]
     assert all(name in first["rules"] for name, size in first["cell_sizes"].items() if size)
+    # Beside each alignment's IIA: its rank, and what an intervention that changes nothing
+    # scores on the design's pairs.
+    for row in report["alignment_iia"]:
+        assert row["rank"] == spec.sites[0].rank and 0.0 <= row["baseline"] <= 1.0
+    # Each column names the rotation that scored it, by the stored file's SHA-256.
+    for col in report["columns"]:
+        rotation = root / f"alignment-{col['alignment']}" / "rotation.safetensors"
+        assert col["rotation_sha256"] == hashlib.sha256(rotation.read_bytes()).hexdigest()
+    # Sampled partners: every cell's Wilson lower bounds, and the note that reads them.
+    assert report["intervals"]["confidence"] == 0.95
+    assert report["intervals"]["outcomes_per_input"] >= 2 * 4
+    for r in report["frontier"]:
+        assert set(r["lower_bounds"]) == {n for n, size in r["cell_sizes"].items() if size}
     # Shards are named by their pair range: 8000 pairs per candidate in shards of 1000.
     shards = sorted(root.glob("successes-*/pairs-*.npy"))
     assert len(shards) == 16 and shards[0].name == "pairs-000000-001000.npy"
@@ -139,7 +153,18 @@ def test_pipeline_in_process_end_to_end_and_resume(tmp_path, capsys, network_dir
     assert np.array_equal(_iia(spec), iia_before)
     # ccm report prints it.
     assert main(["report", str(root)]) == 0
-    assert "alignment IIA" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "alignment IIA" in printed and "Wilson interval" in printed
+    # solve.confidence re-solves the same IIA on its lower bounds: another report, nothing
+    # rescored, and a frontier no stronger wherever the first was proven optimal.
+    strict = spec.model_copy(update={"solve": spec.solve.model_copy(update={"confidence": 0.95})})
+    bounded = run(strict, log=lambda s: None)
+    assert bounded["spec_digest"] != again["spec_digest"]
+    assert bounded["timings"]["shards_computed"] == 0
+    assert bounded["intervals"]["solved_on"] == "lower bound"
+    for a, b in zip(again["frontier"], bounded["frontier"]):
+        if a["certificate"]["status"] == "optimal":
+            assert b["strength"] <= a["strength"]
 
 
 @pytest.mark.integration

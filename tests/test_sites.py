@@ -190,8 +190,14 @@ def test_per_site_tables(runs):
     (only,) = first["sites_frontier"].values()
     assert [r["strength"] for r in only["frontier"]] == [r["strength"] for r in first["frontier"]]
     assert list(first["site_iia"]) == ["embeddings"]
+    # Each alignment row has its own site's rank; each column its own rotation.
+    assert {(r["site"], r["rank"]) for r in second["alignment_iia"]} == {
+        (k, site.rank) for k, site in enumerate(spec.sites)
+    }
+    assert len({c["rotation_sha256"] for c in second["columns"]}) == len(second["columns"])
     text = format_report(second)
     assert "IIA per site" in text and "site block 0 alone:" in text
+    assert "Wilson interval" in text and "lower bounds at 0.95 per cell" in text
     assert "site embeddings alone:" not in format_report(first)  # the combined one already
     # A report written before sites were columns still prints.
     old = {k: v for k, v in second.items() if k not in ("site_iia", "sites_frontier", "columns")}
