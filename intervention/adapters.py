@@ -11,6 +11,7 @@ checks its split forward against a plain forward before it scores anything.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 
@@ -141,6 +142,8 @@ class _Skipped(torch.nn.Module):
 
 
 Replace = Callable[[torch.Tensor], torch.Tensor]
+# Per layer, the keys and values [b, heads, tokens, head width] of the tokens already read.
+KeyValues = list[tuple[torch.Tensor, torch.Tensor]]
 
 
 def _hidden(args, kwargs) -> torch.Tensor:
@@ -184,11 +187,56 @@ def split_at(blocks: torch.nn.ModuleList, layer: int, replace: Replace, skip: st
             blocks[i] = block
 
 
-def last_hidden(base_model, ids: torch.Tensor, mask: torch.Tensor, last: torch.Tensor):
-    """The base model's final-normed hidden state at each input's last real token [b, width]."""
-    out = base_model(input_ids=ids, attention_mask=mask, use_cache=False)
+def last_hidden(
+    base_model,
+    ids: torch.Tensor,
+    mask: torch.Tensor,
+    last: torch.Tensor,
+    past: KeyValues | None = None,
+):
+    """The base model's final-normed hidden state at each input's last real token [b, width].
+    With ``past`` (each layer's keys and values of the tokens before ``ids``), ``ids`` are the
+    tokens after them, ``mask`` covers both and ``last`` counts from the first of ``ids``."""
+    if past is None:
+        out = base_model(input_ids=ids, attention_mask=mask, use_cache=False)
+    else:
+        # A fresh cache per call: the forward appends the new tokens' keys and values to it.
+        cache = _cache_of(past)
+        out = base_model(
+            input_ids=ids,
+            attention_mask=mask,
+            use_cache=True,
+            **{_cache_argument(base_model): cache},
+        )
     h = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
     return h[torch.arange(len(ids), device=h.device), last.to(h.device)]
+
+
+def _cache_argument(base_model) -> str:
+    """The name a base model's forward takes its key/value cache by: ``cache`` in recent
+    transformers (which deprecate ``past_key_values``), ``past_key_values`` before."""
+    params = inspect.signature(base_model.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def _cache_of(past: KeyValues):
+    # No config: every layer a plain full-length layer, also for a family's sliding-window
+    # layers (their window is applied by the mask, from the config, on absolute positions; a
+    # windowed cache layer would count only the tokens it keeps and misplace the positions).
+    from transformers import DynamicCache
+
+    return DynamicCache(ddp_cache_data=past)
+
+
+@torch.no_grad()
+def prefix_keys_values(base_model, ids: torch.Tensor, mask: torch.Tensor) -> KeyValues:
+    """Every layer's keys and values of the tokens ``ids`` (a prefix of each prompt), from the
+    base model's own forward: what a later forward of the tokens after them attends to."""
+    cache = _cache_of([])
+    base_model(
+        input_ids=ids, attention_mask=mask, use_cache=True, **{_cache_argument(base_model): cache}
+    )
+    return [(layer.keys, layer.values) for layer in cache.layers]
 
 
 def classifier_pad_id(model) -> int | None:

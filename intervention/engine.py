@@ -7,6 +7,12 @@ embedding output, the input to block 0), at token positions resolved per input (
 runs through its own forward (``intervention.adapters``): while the residual streams below the
 site fit in ``cache_bytes`` they are cached and the blocks below the site are skipped; past it
 each batch recomputes its bases' prefix, and only the sources' site vectors are kept.
+
+In a causal decoder a patch at positions p0.. leaves every earlier position unchanged in every
+block. So, for prompts of one length, each input's keys and values of its tokens before the
+earliest site position are computed once (when they fit in what ``cache_bytes`` leaves) and a
+pair runs only the tokens p0.. through the network's forward, attending to them: for a site at
+the last token, one position instead of the whole prompt.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import numpy as np
 import torch
 
 from intervention.adapters import (
+    KeyValues,
     Readout,
     classifier_pad_id,
     classifier_reads,
@@ -25,6 +32,7 @@ from intervention.adapters import (
     head_of,
     last_hidden,
     plain_logits,
+    prefix_keys_values,
     split_at,
 )
 from intervention.prompts import Encoded, Position, PromptError, resolve_positions
@@ -63,7 +71,10 @@ class InterchangeEngine:
     ``inputs``: an ``Encoded`` (or token ids of prompts of one length). ``answer_ids``: a causal
     LM's answer token per class. ``layers``: the block list's module path for a family with no
     adapter. ``spans`` / ``prompts``: each input's value spans and prompt, for named positions
-    and errors that show the prompt."""
+    and errors that show the prompt. ``prefix_cache``: allow the cached keys and values of the
+    tokens before the site (``prefix_cached`` says whether the engine uses them: only for
+    prompts of one length, within the memory budget, and where the network's forward with them
+    passes the self-check)."""
 
     def __init__(
         self,
@@ -77,6 +88,7 @@ class InterchangeEngine:
         spans=None,
         prompts: Sequence[str] | None = None,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
+        prefix_cache: bool = True,
     ) -> None:
         self.model = model.eval()
         for p in self.model.parameters():
@@ -114,7 +126,18 @@ class InterchangeEngine:
         self.cache: torch.Tensor | None = None  # [n, length, width] when it fits
         self.cached = full <= cache_bytes
         self.sources = self._prefix()  # [n, P, width]: every input's site vectors
+        # The tokens before ``start`` are never patched: their keys and values, per layer
+        # ([n, heads, start, head width]; None for a layer skipped below a cached site).
+        self.start = 0
+        self.past: list[tuple[torch.Tensor, torch.Tensor] | None] | None = None
+        if prefix_cache:
+            self._cache_past(cache_bytes - (full if self.cached else 0))
         self._self_check()
+
+    @property
+    def prefix_cached(self) -> bool:
+        """Whether pairs run only the tokens from the earliest site position on."""
+        return self.past is not None
 
     @property
     def n_inputs(self) -> int:
@@ -149,16 +172,76 @@ class InterchangeEngine:
     def _gather(self, h: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         return h.gather(1, rows[..., None].expand(-1, -1, self.hidden))
 
+    def _skip(self) -> str:
+        return "below" if self.cached and self.site.layer >= 0 else "none"
+
+    @torch.no_grad()
+    def _cache_past(self, budget: int) -> None:
+        """Keep every input's keys and values of its tokens before the earliest site position,
+        where that applies and fits in ``budget`` bytes."""
+        # Padded prompts put their real tokens at other columns (and the padding's keys in the
+        # prefix), so only prompts of one length share a prefix of unchanged columns.
+        if self.encoded.padded:
+            return
+        start = int(self.rows.min())
+        if start < 1:
+            return
+        # Blocks below a cached site are skipped, so their layers' keys are never read.
+        first = self.site.layer + 1 if self._skip() == "below" else 0
+        try:
+            probe = prefix_keys_values(
+                self.model.base_model, self.ids[:1, :start], self.mask[:1, :start]
+            )
+        except Exception:  # a forward that takes no cache: the full path needs none
+            return
+        if len(probe) != len(self.blocks):
+            return
+        per_input = sum(k.nbytes + v.nbytes for k, v in probe[first:])
+        if per_input * self.n_inputs > budget:
+            return
+        parts: list[list[tuple[torch.Tensor, torch.Tensor]]] = []
+        for batch in torch.arange(self.n_inputs, device=self.device).split(self.batch_size):
+            kv = prefix_keys_values(
+                self.model.base_model, self.ids[batch, :start], self.mask[batch, :start]
+            )
+            parts.append(kv)
+        self.past = [
+            None
+            if i < first
+            else (
+                torch.cat([kv[i][0] for kv in parts]),
+                torch.cat([kv[i][1] for kv in parts]),
+            )
+            for i in range(len(self.blocks))
+        ]
+        self.start = start
+
+    def _past_of(self, base: torch.Tensor) -> KeyValues:
+        """The bases' cached keys and values, per layer; a skipped layer gets a stand-in of the
+        prefix's length (never attended to: the model reads positions and mask sizes from
+        layer 0's length, so every layer must have it)."""
+        stand_in = self.sources.new_zeros(()).expand(len(base), 1, self.start, 1)
+        return [
+            (stand_in, stand_in) if kv is None else (kv[0][base], kv[1][base]) for kv in self.past
+        ]
+
     def _run(self, base: torch.Tensor, replace) -> torch.Tensor:
-        """Logits of the bases with the site's stream replaced by ``replace(h_base)``."""
-        skip = "below" if self.cached and self.site.layer >= 0 else "none"
+        """Logits of the bases with the site's stream replaced by ``replace(h_base)``; on the
+        prefix path ``replace`` sees (and returns) only the positions from ``self.start`` on."""
+        start = self.start
+        skip = self._skip()
         if skip == "below":
-            given = self.cache[base]
+            given = self.cache[base, start:]
             inner = replace
             replace = lambda h: inner(given)  # noqa: E731 (the skipped blocks' output is known)
+        past = self._past_of(base) if self.past is not None else None
         with split_at(self.blocks, self.site.layer, replace, skip=skip):
             h = last_hidden(
-                self.model.base_model, self.ids[base], self.mask[base], self.last[base]
+                self.model.base_model,
+                self.ids[base, start:],
+                self.mask[base],
+                self.last[base] - start,
+                past,
             )
         return self.readout(h)
 
@@ -170,7 +253,7 @@ class InterchangeEngine:
         """Logits with the site of each base input patched towards its source inside the
         span of ``rotation`` [dim, rank] (orthonormal columns). Differentiable in ``rotation``."""
         base, source = base.to(self.device), source.to(self.device)
-        rows = self.rows[base]
+        rows = self.rows[base] - self.start  # columns of the stream the run sees
         vs = self.sources[source]
 
         def patch(h: torch.Tensor) -> torch.Tensor:
@@ -232,15 +315,37 @@ class InterchangeEngine:
                 )
         idx = torch.linspace(0, self.n_inputs - 1, min(SELF_CHECK_INPUTS, self.n_inputs))
         idx = idx.round().long().unique().to(self.device)
-        got = self.base_logits(idx)
         want = plain_logits(
             self.model, self.head, self.answer_ids, self.ids[idx], self.mask[idx], self.last[idx]
         )
+        if self.past is not None:
+            # The prefix path is a speed-up, never a requirement: a family whose forward does
+            # not take the cached keys as asked scores through the full path instead.
+            try:
+                got = self.base_logits(idx)
+                agrees = got.shape == want.shape and self._agrees(got, want)[0]
+            except Exception:
+                agrees = False
+            if not agrees:
+                self.past, self.start = None, 0
+        got = self.base_logits(idx)
         if got.shape != want.shape:
             raise SiteError(
                 f"the network's head gives {tuple(want.shape)} logits, the engine's readout "
                 f"{tuple(got.shape)}; check the head (classifier or causal-lm)"
             )
+        agrees, diff = self._agrees(got, want)
+        if not agrees:
+            raise SiteError(
+                f"the split forward of this {type(self.model).__name__} differs from its plain "
+                f"forward by {diff:.3g} in the logits at layer {self.site.layer}: its blocks take "
+                "or return something the engine does not pass through; give network.layers "
+                "the path of its blocks, or add an adapter for its family"
+            )
+
+    def _agrees(self, got: torch.Tensor, want: torch.Tensor) -> tuple[bool, float]:
+        """Whether the split forward's logits are the plain forward's (within rounding), and
+        the largest difference."""
         tol = SELF_CHECK_TOLERANCE.get(self.dtype)
         diff = (got - want).abs().max().item()
         flipped = got.argmax(-1) != want.argmax(-1)
@@ -250,10 +355,4 @@ class InterchangeEngine:
             gap = top2[:, 0] - top2[:, -1]
             flipped &= gap > SELF_CHECK_TIE * scale
             tol = SELF_CHECK_SCALE * scale.max().item()
-        if diff > tol or flipped.any():
-            raise SiteError(
-                f"the split forward of this {type(self.model).__name__} differs from its plain "
-                f"forward by {diff:.3g} in the logits at layer {self.site.layer}: its blocks take "
-                "or return something the engine does not pass through; give network.layers "
-                "the path of its blocks, or add an adapter for its family"
-            )
+        return diff <= tol and not bool(flipped.any()), diff

@@ -84,7 +84,11 @@ def frontier_figure(
             _grey_singles(ax, rest, f"{len(rest)} more alone")
     for name, control in (controls or {}).items():  # the same job on a control network
         ax.plot(
-            control.floors, control.strengths, "x-", lw=1.5, color="tab:red",
+            control.floors,
+            control.strengths,
+            "x-",
+            lw=1.5,
+            color="tab:red",
             label=f"combined on {name} control",
         )
     ax.set_xlabel("faithfulness floor λ (IIA)")
