@@ -22,7 +22,10 @@ DOCUMENTS = (REPO / "README.md", REPO / "bench" / "RESULTS.md")
 
 
 def render(report: dict) -> str:
-    """The frontier of the combination beside the best single candidate, one row per floor."""
+    """The frontier of the combination beside the best single candidate, one row per floor;
+    for a planted network, what it recovered, round by round, beside its control."""
+    if "plant" in report:
+        return render_planted(report)
     singles = report["singles"]
     lines = [
         f"{report['task']}, {report['n_inputs']} inputs, network accuracy "
@@ -43,6 +46,58 @@ def render(report: dict) -> str:
         lines.append(
             f"| {row['floor']:g} | {row['strength']} | {bound} | {cert['status']} | "
             f"{best} ({best_name}) | {cells} |"
+        )
+    return "\n".join(lines)
+
+
+def _cells(recovery: dict) -> str:
+    return ", ".join(
+        f"{name} {c['assigned']} (precision {_num(c['precision'])}, recall {_num(c['recall'])})"
+        for name, c in recovery["cells"].items()
+    )
+
+
+def _num(x) -> str:
+    return "–" if x is None else f"{x:.3f}"
+
+
+def render_planted(report: dict) -> str:
+    """A planted job: the plant, each refit round's partition and recovery, the final
+    frontier with recovery, and the control's frontier."""
+    plant = report["plant"]
+    regions = "; ".join(
+        f"{r['candidate']} on {r['region']} ({r['n_inputs']} inputs, task "
+        f"{r['task_accuracy']:.3f}, IIT {r['iit_accuracy']:.3f})"
+        for r in plant["regions"]
+    )
+    lines = [
+        f"{report['task']}, {report['n_inputs']} inputs, network accuracy "
+        f"{report['network_accuracy']:.4f}, {report['semantics']} semantics, "
+        f"{report['floor_scope']} floor",
+        f"planted in {plant['steps']} steps: {regions}",
+        "",
+        "| round | floor | strength | recovered | cells (precision, recall) |",
+        "|---|---|---|---|---|",
+    ]
+    for r in report.get("rounds", []):
+        rec = r.get("recovery")
+        lines.append(
+            f"| {r['round']} | {r['floor']:g} | {r['strength']} | "
+            f"{_num(rec and rec['recovered'])} | {_cells(rec) if rec else ''} |"
+        )
+    control = report.get("controls", {}).get("random-init")
+    lines += [
+        "",
+        "| floor | combined | bound | status | recovered | random-init control |",
+        "|---|---|---|---|---|---|",
+    ]
+    for k, row in enumerate(report["frontier"]):
+        cert = row["certificate"]
+        bound = "–" if cert["bound"] is None else f"{cert['bound']:g}"
+        shown = "–" if control is None else f"{control['frontier'][k]['strength']}"
+        lines.append(
+            f"| {row['floor']:g} | {row['strength']} | {bound} | {cert['status']} | "
+            f"{_num(row['recovery']['recovered'])} | {shown} |"
         )
     return "\n".join(lines)
 

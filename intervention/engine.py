@@ -199,22 +199,19 @@ class InterchangeEngine:
         per_input = sum(k.nbytes + v.nbytes for k, v in probe[first:])
         if per_input * self.n_inputs > budget:
             return
-        parts: list[list[tuple[torch.Tensor, torch.Tensor]]] = []
+        # Filled in place, batch by batch: never a second copy of the whole cache.
+        past = [
+            None if i < first else tuple(t.new_empty((self.n_inputs, *t.shape[1:])) for t in kv)
+            for i, kv in enumerate(probe)
+        ]
         for batch in torch.arange(self.n_inputs, device=self.device).split(self.batch_size):
             kv = prefix_keys_values(
                 self.model.base_model, self.ids[batch, :start], self.mask[batch, :start]
             )
-            parts.append(kv)
-        self.past = [
-            None
-            if i < first
-            else (
-                torch.cat([kv[i][0] for kv in parts]),
-                torch.cat([kv[i][1] for kv in parts]),
-            )
-            for i in range(len(self.blocks))
-        ]
-        self.start = start
+            for layer, got in zip(past, kv):
+                if layer is not None:
+                    layer[0][batch], layer[1][batch] = got
+        self.past, self.start = past, start
 
     def _past_of(self, base: torch.Tensor) -> KeyValues:
         """The bases' cached keys and values, per layer; a skipped layer gets a stand-in of the

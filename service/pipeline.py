@@ -145,7 +145,7 @@ def _control(ctx, control: str, task, models, net, design, address, planted) -> 
     """The job's alignments, scoring, refits and frontier on a control network: the same
     architecture with random weights. Its artifacts are keyed on its own weights."""
     from service.confidence import solve_data
-    from service.stages import control_network, solver_options
+    from service.stages import control_network, settled_frontier, solver_options
     from solver import Solver
 
     ctx.log(f"control {control}: the same job on the same architecture with random weights")
@@ -156,13 +156,15 @@ def _control(ctx, control: str, task, models, net, design, address, planted) -> 
     ctx.timings.update(timings)  # the main job's timings stay the report's
     s = ctx.spec.solve
     data = solve_data(found.data, s.semantics, ctx.spec.pairs.design, s.edge, s.confidence)
-    frontier = Solver(time_limit=s.time_limit, **solver_options(ctx.spec, data)).frontier(
-        data, s.floors
+    frontier, moves = settled_frontier(
+        Solver(time_limit=s.time_limit, **solver_options(ctx.spec, data)).frontier(data, s.floors),
+        data,
+        ctx.spec,
     )
     add_baselines(found.aligned.table, task, models, design)
     points = []
-    for point in frontier.results:
-        entry = point.to_dict()
+    for point, moved in zip(frontier.results, moves):
+        entry = {**point.to_dict(), "settled": moved}
         if planted is not None:
             entry["recovery"] = recovery(point.assignment, list(point.models), *planted)
         points.append(entry)
@@ -244,6 +246,8 @@ def _run(ctx: JobContext, address: str | None, started: float) -> dict:
     )
     if found.rounds:
         report["rounds"] = found.rounds  # the alternation of partition and refits
+    for entry, moved in zip(report["frontier"], solved.settled):
+        entry["settled"] = moved  # inputs moved to a cell they fit better (service.stages)
     if planted is not None:
         report["plant"] = {"regions": dict(spec.network.plant.regions), **(net.plant or {})}
         for entry, point in zip(report["frontier"], solved.combined.results):

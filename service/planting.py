@@ -140,7 +140,7 @@ def recovery(assignment: np.ndarray, models, region: np.ndarray, planted: list[s
             "planted": int(truth.sum()),
             "assigned": int(assigned.sum()),
             "correct": both,
-            "precision": round(both / assigned.sum(), 4) if assigned.any() else None,
-            "recall": round(both / truth.sum(), 4) if truth.any() else None,
+            "precision": round(both / int(assigned.sum()), 4) if assigned.any() else None,
+            "recall": round(both / int(truth.sum()), 4) if truth.any() else None,
         }
     return {"recovered": round(float((got == region).mean()), 4), "cells": cells}

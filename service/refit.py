@@ -18,10 +18,21 @@ from dataclasses import replace
 import numpy as np
 
 from service.planting import recovery
-from service.stages import Alignments, JobContext, _row, iia_stage, scoring_stage, solver_options
+from service.stages import (
+    Alignments,
+    JobContext,
+    _row,
+    iia_stage,
+    scoring_stage,
+    settled,
+    solver_options,
+)
 from service.worker import AlignJob
 
-MIN_REFIT_CELL = 8  # a cell smaller than this is not refit (too few pairs to train on)
+# A cell smaller than this (or than MIN_REFIT_SHARE of the inputs) is not refit: too few pairs
+# to train on, and on a control network the cells that chance pairs form are this small.
+MIN_REFIT_CELL = 16
+MIN_REFIT_SHARE = 0.02
 
 
 def _cell_iia(w: np.ndarray, members: np.ndarray) -> float:
@@ -63,8 +74,12 @@ def refit_rounds(
     started = time.perf_counter()
     table = list(aligned.table)
     for r in range(spec.refit_rounds() + 1):
-        part = Solver(time_limit=spec.solve.time_limit, **solver_options(spec, data)).solve(
-            data, floor
+        part, moves = settled(
+            Solver(time_limit=spec.solve.time_limit, **solver_options(spec, data)).solve(
+                data, floor
+            ),
+            data,
+            spec,
         )
         entry = {
             "round": r,
@@ -73,6 +88,7 @@ def refit_rounds(
             "cells": part.cell_sizes,
             "cell_iia": {k: round(v, 4) for k, v in part.cell_iia.items()},
             "certificate": part.certificate.status,
+            "settled": moves,
         }
         if previous is not None:
             entry["changed"] = int((part.assignment != previous).sum())
@@ -96,7 +112,7 @@ def refit_rounds(
         found: dict[tuple[int, int], Alignment] = {}
         for c, col in enumerate(aligned.columns):
             members = np.flatnonzero(part.assignment == c)
-            if len(members) < MIN_REFIT_CELL:
+            if len(members) < max(MIN_REFIT_CELL, MIN_REFIT_SHARE * len(part.assignment)):
                 continue
             rotation = aligned.rotations[col.pair]
             model = models[col.model_index]

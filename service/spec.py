@@ -632,6 +632,16 @@ class JobSpec(Strict):
             data["task"] = task
         network = data.get("network")
         plant = network.get("plant") if isinstance(network, dict) else None
+        if isinstance(plant, dict):
+            # Per-input IIA averages an input's successes over partners from every region, and
+            # a cross-region interchange fails, so it sits near the share of same-region
+            # partners and cannot see the regions (bench/planted.py): a planted job defaults
+            # to the paper's pairwise semantics over every pair.
+            pairs = dict(data.get("pairs") or {})
+            solve = dict(data.get("solve") or {})
+            pairs.setdefault("design", "all")
+            solve.setdefault("semantics", "pairwise")
+            data["pairs"], data["solve"] = pairs, solve
         if "sites" not in data and isinstance(plant, dict):
             data["sites"] = [
                 {

@@ -135,9 +135,7 @@ def network_stage(ctx: JobContext, task, models=()) -> NetworkStage:
                 trained = train_on(data, settings)
                 model = trained.model
                 store.write_dir(rel, lambda tmp: save_network(model, tokenizer, tmp))
-                ctx.log(
-                    f"network: trained in {trained.epochs_run} epochs, {trained.seconds:.0f} s"
-                )
+                ctx.log(f"network: trained in {trained.epochs_run} epochs, {trained.seconds:.0f} s")
             store.flush()
         where = store.path(rel)
     try:
@@ -192,7 +190,14 @@ def control_network(ctx: JobContext, task, net: NetworkStage) -> NetworkStage:
     weights = network_digest(model)
     identity = network_identity(weights, inputs.identity_tensor())
     return NetworkStage(
-        model, tokenizer, inputs.encoded.ids, acc, weights, identity, store.path(rel), inputs,
+        model,
+        tokenizer,
+        inputs.encoded.ids,
+        acc,
+        weights,
+        identity,
+        store.path(rel),
+        inputs,
         correct,
     )
 
@@ -472,6 +477,54 @@ class Solved(NamedTuple):
     combined: object  # the frontier over every column
     singles: dict  # column name -> the frontier of that column alone
     sites: dict  # site label -> the frontier over that site's columns only
+    settled: list[int] = []  # per point of the combined frontier: inputs moved (settled)
+
+
+def settled(partition, data, spec: JobSpec):
+    """``partition`` with each input in the cell it fits best among partitions of the same
+    strength (``solver.settle``: pairwise semantics, per-model floors; otherwise unchanged),
+    and the number of inputs moved. The solver is indifferent between such partitions; a
+    reader is not, since an input in a cell it fits worse than another is a wrong
+    explanation. Strength and the certificate stay as they were; cell IIAs are recomputed."""
+    from dataclasses import replace
+
+    from solver import PairwiseIIA
+    from solver.edges import apply_edge
+    from solver.settle import settle
+    from solver.verify import cell_iia_pairwise
+
+    if (
+        not isinstance(data, PairwiseIIA)
+        or spec.solve.scope != "per-model"
+        or len(partition.models) < 2
+        or partition.strength == 0
+    ):
+        return partition, 0
+    weights = apply_edge(data, spec.solve.edge).weights
+    w = weights[[data.models.index(name) for name in partition.models]]
+    assignment, moves = settle(w, partition.assignment, partition.floor)
+    if moves == 0:
+        return partition, 0
+    cells = {m: total / pairs for m, (total, pairs) in cell_iia_pairwise(w, assignment).items()}
+    low = {partition.models[m]: v for m, v in cells.items() if v < partition.floor - 1e-9}
+    if low or (assignment >= 0).sum() != partition.strength:  # settle keeps both by design
+        raise RuntimeError(f"settling broke the partition at floor {partition.floor}: {low}")
+    return (
+        replace(
+            partition,
+            assignment=assignment,
+            cell_iia={partition.models[m]: v for m, v in cells.items()},
+        ),
+        moves,
+    )
+
+
+def settled_frontier(frontier, data, spec: JobSpec):
+    """Every point of ``frontier`` settled; returns (frontier, moves per point)."""
+    from dataclasses import replace
+
+    points = [settled(p, data, spec) for p in frontier.results]
+    return replace(frontier, results=tuple(p for p, _ in points)), [m for _, m in points]
 
 
 def solver_options(spec: JobSpec, data) -> dict:
@@ -537,7 +590,8 @@ def solve_stage(
             log(
                 f"frontier at {label}: " + " ".join(str(r.strength) for r in by_site[label].results)
             )
-    return Solved(combined, singles, by_site)
+    combined, moves = settled_frontier(combined, data, ctx.spec)
+    return Solved(combined, singles, by_site, moves)
 
 
 @contextmanager

@@ -38,6 +38,6 @@ def test_fresh_demo_reproduces_the_documented_table(tmp_path):
         shown = demo_table.block(doc.read_text(), spec.name)
         assert shown is not None, f"{doc.name} has no <!-- demo:{spec.name} --> block"
         assert shown == table, (
-            f"{doc.name}'s demo table is stale: make demo, then "
+            f"{doc.name}'s demo table is stale: make demo-arithmetic, then "
             f"python bench/demo_table.py results/{spec.name}/report.json --update"
         )

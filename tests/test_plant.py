@@ -112,6 +112,10 @@ def test_spec_reads_the_issue_form_and_refuses_bad_plants(tmp_path):
         "solve": {"semantics": "pairwise"},
     }
     assert parse_spec(built_in).candidates == [A, B]  # [task] candidates, as the issue writes
+    # Per-input IIA cannot see planted regions: a plant defaults to pairwise over all pairs.
+    del built_in["pairs"], built_in["solve"]
+    defaults = parse_spec(built_in)
+    assert (defaults.pairs.design, defaults.solve.semantics) == ("all", "pairwise")
     bad = json.loads(json.dumps(job))
     bad["network"]["plant"]["regions"] = {A: "W <= 2"}
     with pytest.raises(SpecError, match=r"reads \['W'\], which are not input variables"):
