@@ -37,7 +37,7 @@ def _job(root, **plant) -> dict:
         },
         "candidates": {A: {"P": "X + Y", "O": "P + Z"}, B: {"P": "Y + Z", "O": "X + P"}},
         "network": {
-            "train": {"seed": 0},
+            "train": {"seed": 0, "n_embd": 32},
             "plant": {
                 "regions": {A: "X <= 2", B: "X >= 3"},
                 "pairs_per_region": 64,
