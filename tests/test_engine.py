@@ -206,3 +206,34 @@ def test_engine_on_cuda_matches_cpu(task_ids, random_net):
     top2 = a.topk(2, dim=-1).values
     tie = ((top2[:, 0] - top2[:, 1]) < 2e-4).numpy()
     assert np.array_equal(got[~tie], expected[~tie]) and tie.mean() < 0.05
+
+
+@pytest.mark.integration
+def test_trimmed_das_in_a_pool_from_a_given_rotation(task_ids, random_net):
+    """A refit's pieces: trim out of range is refused; ``pool`` draws pairs only among its
+    inputs (the labelling function never sees another); ``init`` is where training starts
+    (zero steps give it back); a wrong-shaped start is refused."""
+    _, _, ids = task_ids
+    engine = InterchangeEngine(random_net, ids, Site(0, (5,)))
+    for trim in (0.0, 1.5):
+        with pytest.raises(AlignmentError, match="trim"):
+            train_alignment(engine, lambda b, s: b * 0, "m", "t", DASSettings(rank=4, trim=trim))
+    pool = np.arange(100, 160)
+    seen: set[int] = set()
+
+    def labels(b, s):
+        seen.update(np.asarray(b).tolist() + np.asarray(s).tolist())
+        return np.asarray(b) % 5
+
+    settings = DASSettings(rank=4, steps=3, batch_size=32, trim=0.3)
+    train_alignment(engine, labels, "m", "t", settings, pool=pool)
+    assert seen and seen <= set(pool.tolist())
+    start = torch.linalg.qr(torch.randn(engine.dim, 4, generator=torch.Generator().manual_seed(1)))[
+        0
+    ]
+    same = train_alignment(
+        engine, labels, "m", "t", DASSettings(rank=4, steps=0), pool=pool, init=start
+    )
+    assert torch.allclose(same.rotation @ same.rotation.T, start @ start.T, atol=1e-5)
+    with pytest.raises(AlignmentError, match="shape"):
+        train_alignment(engine, labels, "m", "t", DASSettings(rank=4), init=start[:, :3])
