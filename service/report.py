@@ -194,6 +194,7 @@ def format_report(report: dict) -> str:
                 + (f"; fallback {left} [{_rule(fb)}]" if fb else "")
             )
     lines.extend(_interval_lines(report))
+    lines.extend(_truth_lines(report))
     for name, rows in report["singles"].items():
         lines.append(f"single {name}: " + " ".join(str(x["strength"]) for x in rows))
     # Reports written before sites were columns lack these tables; they print as before.
@@ -212,6 +213,36 @@ def format_report(report: dict) -> str:
             strengths = " ".join(str(r["strength"]) for r in entry["frontier"])
             lines.append(f"site {label} alone: {strengths}")
     return "\n".join(lines)
+
+
+def _truth_lines(report: dict) -> list[str]:
+    """A planted network's recovery per floor and each round's, and every control's
+    frontier; nothing for a report without them."""
+    lines = []
+    if "plant" in report:
+        regions = "; ".join(
+            f"{r['candidate']} on {r['region']}" for r in report["plant"].get("regions", [])
+        )
+        lines.append(f"planted: {regions}")
+        for r in report.get("rounds", []):
+            rec = r.get("recovery", {})
+            lines.append(
+                f"  round {r['round']}: cells {r['cells']}, recovered {_num(rec.get('recovered'))}"
+            )
+        for r in report["frontier"]:
+            rec = r["recovery"]
+            cells = ", ".join(
+                f"{name} precision {_num(c['precision'])} recall {_num(c['recall'])}"
+                for name, c in rec["cells"].items()
+            )
+            lines.append(f"  floor {r['floor']:g}: recovered {rec['recovered']:.3f} ({cells})")
+    for name, control in (report.get("controls") or {}).items():
+        strengths = " ".join(str(r["strength"]) for r in control["frontier"])
+        lines.append(
+            f"control {name} (network accuracy {control['network_accuracy']:.3f}): "
+            f"strength {strengths}"
+        )
+    return lines
 
 
 def _rule(rule: dict) -> str:

@@ -673,13 +673,13 @@ class JobSpec(Strict):
         plant = self.network.plant
         if plant is None:
             return self
-        names = self.task.input_names()
         for cand, text in plant.regions.items():
-            unknown = sorted(Expression.parse(text).names - set(names))
-            if unknown:
+            where = f"network.plant.regions[{cand!r}]"
+            kind = _kind(text, self.task.kinds(), where)  # names and operations checked
+            if kind not in ("bool", None):
                 raise ValueError(
-                    f"network.plant.regions[{cand!r}] = {text!r} reads {unknown}, which are not "
-                    f"input variables of the task; write it over {names}"
+                    f"{where} = {text!r} gives {kind} values, not a condition; write a "
+                    "comparison such as 'X <= 5'"
                 )
         if isinstance(self.candidates, list | dict):
             missing = [c for c in plant.regions if c not in self.candidates]

@@ -118,7 +118,10 @@ def test_spec_reads_the_issue_form_and_refuses_bad_plants(tmp_path):
     assert (defaults.pairs.design, defaults.solve.semantics) == ("all", "pairwise")
     bad = json.loads(json.dumps(job))
     bad["network"]["plant"]["regions"] = {A: "W <= 2"}
-    with pytest.raises(SpecError, match=r"reads \['W'\], which are not input variables"):
+    with pytest.raises(SpecError, match=r"reads \['W'\], which are not among"):
+        parse_spec(bad)
+    bad["network"]["plant"]["regions"] = {A: "X + 1"}
+    with pytest.raises(SpecError, match="not a condition"):
         parse_spec(bad)
     bad["network"]["plant"]["regions"] = {"X+Y+(Z)": "X <= 2"}
     with pytest.raises(SpecError, match=r"plant \['X\+Y\+\(Z\)'\], which are not among"):
@@ -196,3 +199,16 @@ def test_the_random_init_control_recovers_nothing(planted_job):
         assert set(c) >= {"floor", "strength", "assignment", "cell_sizes", "certificate"}
         assert c["strength"] <= 0.1 * report["n_inputs"] < m["strength"], (c, m)
         assert c["recovery"]["recovered"] < 0.5
+
+
+@pytest.mark.integration
+def test_the_terminal_report_shows_recovery_rounds_and_control(planted_job):
+    from service.report import format_report
+
+    report, _ = planted_job
+    text = format_report(report)
+    at = {p["floor"]: p for p in report["frontier"]}[0.95]["recovery"]["recovered"]
+    assert f"floor 0.95: recovered {at:.3f}" in text
+    assert "  round 0: cells" in text
+    strengths = " ".join(str(p["strength"]) for p in report["controls"]["random-init"]["frontier"])
+    assert "control random-init (network accuracy" in text and f"strength {strengths}" in text
