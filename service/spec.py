@@ -681,12 +681,17 @@ class JobSpec(Strict):
                     f"{where} = {text!r} gives {kind} values, not a condition; write a "
                     "comparison such as 'X <= 5'"
                 )
-        if isinstance(self.candidates, list | dict):
-            missing = [c for c in plant.regions if c not in self.candidates]
+        aligned = self.candidates
+        if aligned is None and self.task.builtin is not None:  # all of the task's own
+            from intervention.tasks import BUILT_IN
+
+            aligned = [m.name for m in BUILT_IN[self.task.builtin]().candidates]
+        if aligned is not None:
+            missing = [c for c in plant.regions if c not in aligned]
             if missing:
                 raise ValueError(
                     f"network.plant.regions plant {missing}, which are not among the job's "
-                    f"candidates {list(self.candidates)}; add them to candidates or fix the names"
+                    f"candidates {list(aligned)}; add them to candidates or fix the names"
                 )
         if self.refit_rounds() > 0 and (
             self.pairs.design != "all" or self.solve.semantics != "pairwise"

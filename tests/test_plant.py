@@ -112,6 +112,11 @@ def test_spec_reads_the_issue_form_and_refuses_bad_plants(tmp_path):
         "solve": {"semantics": "pairwise"},
     }
     assert parse_spec(built_in).candidates == [A, B]  # [task] candidates, as the issue writes
+    unknown = json.loads(json.dumps(built_in))
+    del unknown["task"]["candidates"]
+    unknown["network"]["plant"]["regions"] = {"A+B": "X <= 5"}
+    with pytest.raises(SpecError, match=r"plant \['A\+B'\], which are not among"):
+        parse_spec(unknown)
     # Per-input IIA cannot see planted regions: a plant defaults to pairwise over all pairs.
     del built_in["pairs"], built_in["solve"]
     defaults = parse_spec(built_in)
