@@ -169,12 +169,13 @@ def planted_job(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("plant")
     logs: list[str] = []
-    return run(parse_spec(_job(root)), log=logs.append), logs
+    spec = parse_spec(_job(root))
+    return run(spec, log=logs.append), logs, spec.results_dir()
 
 
 @pytest.mark.integration
 def test_the_job_recovers_the_planted_regions(planted_job):
-    report, logs = planted_job
+    report, logs, _ = planted_job
     plant = report["plant"]
     assert all(r["iit_accuracy"] >= 0.95 for r in plant["regions"]), plant
     at = {p["floor"]: p for p in report["frontier"]}[0.95]
@@ -194,7 +195,7 @@ def test_the_job_recovers_the_planted_regions(planted_job):
 
 @pytest.mark.integration
 def test_the_random_init_control_recovers_nothing(planted_job):
-    report, _ = planted_job
+    report, _, _ = planted_job
     control = report["controls"]["random-init"]
     main = report["frontier"]
     assert [p["floor"] for p in control["frontier"]] == [p["floor"] for p in main]
@@ -210,10 +211,47 @@ def test_the_random_init_control_recovers_nothing(planted_job):
 def test_the_terminal_report_shows_recovery_rounds_and_control(planted_job):
     from service.report import format_report
 
-    report, _ = planted_job
+    report, _, _ = planted_job
     text = format_report(report)
     at = {p["floor"]: p for p in report["frontier"]}[0.95]["recovery"]["recovered"]
     assert f"floor 0.95: recovered {at:.3f}" in text
     assert "  round 0: cells" in text
     strengths = " ".join(str(p["strength"]) for p in report["controls"]["random-init"]["frontier"])
     assert "control random-init (network accuracy" in text and f"strength {strengths}" in text
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    """An embedded local Ray with 2 CPUs for this module's Ray job; shut down at its end."""
+    ray = pytest.importorskip("ray")
+    from service.ray_exec import WORKER_ENV
+
+    ray.init(num_cpus=2, log_to_driver=False, runtime_env={"env_vars": WORKER_ENV})
+    yield ray
+    ray.shutdown()
+
+
+@pytest.mark.integration
+def test_refits_on_ray_actors_match_in_process(planted_job, tmp_path, ray_session):
+    """The planted network brought as a folder, with the plant's procedure asked for in the
+    spec (trimmed DAS, refit rounds), on two Ray actors: the refit jobs (a cell and a start
+    rotation each) cross to the actors and give the in-process job's rounds and frontier."""
+    from service.pipeline import run
+
+    report, _, results = planted_job
+    folder = next(results.glob("network-[0-9a-f]*"))
+    job = _job(tmp_path)
+    del job["network"]["plant"], job["controls"]
+    job["network"] = {"path": str(folder)}
+    job["sites"] = [{"layer": 0, "positions": ["last"], "rank": 16}]
+    job["das"].update(trim=0.3, refit_rounds=2)
+    job["execution"] = {"mode": "local-ray", "workers": 2}
+    on_ray = run(parse_spec(job), log=lambda s: None)
+    assert on_ray["alignment_iia"] == report["alignment_iia"]
+    strip = ("seconds",)
+    assert [{k: v for k, v in r.items() if k not in strip} for r in on_ray["rounds"]] == [
+        {k: v for k, v in r.items() if k not in strip and k != "recovery"} for r in report["rounds"]
+    ]
+    assert [p["assignment"] for p in on_ray["frontier"]] == [
+        p["assignment"] for p in report["frontier"]
+    ]
