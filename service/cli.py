@@ -26,12 +26,14 @@ class CLIError(Exception):
     """A usage problem: printed as one line, exit status 2."""
 
 
-def _floors(text: str) -> list[float]:
+def _floors(text: str) -> list[float] | str:
+    if text.strip() == "auto":
+        return "auto"
     try:
         return [float(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise CLIError(
-            f"--floors takes comma-separated numbers such as 1.0,0.95,0.9; got {text!r}"
+            f"--floors takes comma-separated numbers such as 1.0,0.95,0.9, or auto; got {text!r}"
         ) from None
 
 
@@ -85,6 +87,11 @@ def cmd_solve(args: argparse.Namespace) -> int:
     json_path = _writable(args.json, "--json")
     plot_path = _writable(args.plot, "--plot")
     floors = _floors(args.floors)
+    if floors == "auto" and args.method == "greedy":
+        raise CLIError(
+            "--floors auto needs a method that gives a bound (the greedy cannot tell a "
+            "breakpoint from a miss): use --method auto or --method ilp, or list the floors"
+        )
     candidates = _names(args.candidates)
     data = load_iia(args.data)
     solver = Solver(
@@ -141,7 +148,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
         )
         for name in models:
             singles[name] = single_solver.frontier(
-                data, floors, candidates=[name], fallback=args.fallback
+                data, combined.floors, candidates=[name], fallback=args.fallback
             )
             print(f"single {name}: {singles[name].strengths}", flush=True)
     if json_path is not None:
@@ -273,7 +280,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--scope", choices=SCOPES, default="per-model")
     s.add_argument("--method", choices=METHODS, default="auto")
     s.add_argument(
-        "--floors", default=PAPER_FLOORS, help=f"comma-separated (default {PAPER_FLOORS})"
+        "--floors",
+        default=PAPER_FLOORS,
+        help=f"comma-separated (default {PAPER_FLOORS}), or auto: per-input, the frontier's "
+        "breakpoints (to 0.001, at most 64 solves); pairwise, 1.0 down to 0.5 by 0.01",
     )
     s.add_argument("--candidates", help="NAME,NAME,...: a subset of the file's models")
     s.add_argument(

@@ -14,7 +14,7 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import (
     BaseModel,
@@ -22,6 +22,8 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
+    WrapSerializer,
+    WrapValidator,
     field_validator,
     model_serializer,
     model_validator,
@@ -519,11 +521,31 @@ class PairSpec(Strict):
     seed: int = 0
 
 
+def _floors_or_auto(value, handler):
+    # "auto" passes as it is; anything else is validated as the list of floats it was before,
+    # so its errors keep their plain locations (solve.floors.1) and its dumps stay the same.
+    if value == "auto":
+        return value
+    if isinstance(value, str):
+        raise ValueError(f"floors must be a list of numbers or 'auto', got {value!r}")
+    return handler(value)
+
+
+# list[float] | Literal["auto"]
+Floors = Annotated[
+    list[float],
+    WrapValidator(_floors_or_auto),
+    WrapSerializer(lambda value, handler: value if isinstance(value, str) else handler(value)),
+]
+
+
 class SolveSpec(Strict):
     semantics: Literal["pairwise", "per-input"] = "per-input"
     scope: Literal["per-model", "global"] = "per-model"
     method: Literal["greedy", "ilp", "auto"] = "auto"
-    floors: list[float] = [1.0, 0.99, 0.975, 0.95, 0.9, 0.8]
+    # "auto": the solver chooses them (solver.Solver.frontier): per-input, the breakpoints
+    # of the strength-faithfulness curve; pairwise, 1.0 down to 0.5 in steps of 0.01.
+    floors: Floors = [1.0, 0.99, 0.975, 0.95, 0.9, 0.8]
     time_limit: float = Field(20.0, gt=0, le=7 * 24 * 3600)
     max_models: int | None = Field(None, ge=1)
     solver: str = Field("highs", min_length=1)
@@ -539,7 +561,9 @@ class SolveSpec(Strict):
 
     @field_validator("floors")
     @classmethod
-    def _floors(cls, floors: list[float]) -> list[float]:
+    def _floors(cls, floors: list[float] | str) -> list[float] | str:
+        if isinstance(floors, str):
+            return floors  # "auto", the only string the type admits
         bad = [f for f in floors if not 0 < f <= 1]
         if bad or not floors:
             raise ValueError(f"floors must be non-empty and in (0, 1]; got {floors}")
@@ -555,6 +579,12 @@ class SolveSpec(Strict):
             raise ValueError(
                 "solve.max_models is supported for semantics = 'per-input' only; remove it or "
                 "set solve.semantics = 'per-input'"
+            )
+        if self.floors == "auto" and self.method == "greedy":
+            raise ValueError(
+                "solve.floors = 'auto' needs a method that gives a bound (the greedy cannot "
+                "tell a breakpoint from a miss): set solve.method = 'auto' or 'ilp', or list "
+                "the floors"
             )
         return self
 

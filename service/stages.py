@@ -561,7 +561,9 @@ def solve_stage(
     # solve.confidence: the solver reads each entry's Wilson lower bound (``service.confidence``).
     data = solve_data(data, s.semantics, ctx.spec.pairs.design, s.edge, s.confidence)
     kwargs = solver_options(ctx.spec, data)
-    bar = Progress(len(set(s.floors)), "frontier", log, every=1)
+    # floors "auto": the solver chooses them; the singles and sites then use the combined
+    # frontier's, so that every table and curve shares its floors.
+    bar = Progress(None if s.floors == "auto" else len(set(s.floors)), "frontier", log, every=1)
     combined = Solver(time_limit=s.time_limit, **kwargs).frontier(
         data,
         s.floors,
@@ -570,11 +572,12 @@ def solve_stage(
         ),
     )
     bar.close()
+    floors = combined.floors
     singles = {}
     single_limit = max(1.0, s.time_limit / max(1, len(combined.models)))
     for name in combined.models:
         singles[name] = Solver(time_limit=single_limit, **kwargs).frontier(
-            data, s.floors, candidates=[name]
+            data, floors, candidates=[name]
         )
     by_site = {}
     if sites and len(sites) == 1:  # one site: its columns are all the columns, already solved
@@ -585,7 +588,7 @@ def solve_stage(
         site_limit = max(1.0, s.time_limit / len(sites))
         for label, names in sites.items():
             by_site[label] = Solver(time_limit=site_limit, **kwargs).frontier(
-                data, s.floors, candidates=names
+                data, floors, candidates=names
             )
             log(
                 f"frontier at {label}: " + " ".join(str(r.strength) for r in by_site[label].results)

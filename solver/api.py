@@ -25,6 +25,10 @@ __all__ = ["METHODS", "SCOPES", "SEMANTICS", "Solver", "SolverConfigError", "fro
 METHODS = ("greedy", "ilp", "auto")
 DEFAULT_TIME_LIMIT = 30.0  # seconds per floor for `auto` when none is given
 EXACT_MAX_INPUTS = 100  # pairwise instances this small also get the exact program in `auto`
+AUTO_RESOLUTION = 1e-3  # floors="auto", per-input: breakpoints located to this
+AUTO_MAX_SOLVES = 64  # floors="auto", per-input: at most this many solves
+# floors="auto", pairwise: 1.0 down to 0.5 in steps of 0.01
+PAIRWISE_AUTO_FLOORS: tuple[float, ...] = tuple(round(1.0 - 0.01 * k, 2) for k in range(51))
 
 IIAData = PairwiseIIA | PerInputIIA
 
@@ -155,18 +159,87 @@ class Solver:
     def frontier(
         self,
         data: IIAData,
-        floors: Sequence[float],
+        floors: Sequence[float] | str,
         *,
         candidates: Sequence[str] | None = None,
         fallback: str | None = None,
         progress=None,
+        resolution: float = AUTO_RESOLUTION,
+        max_solves: int = AUTO_MAX_SOLVES,
     ) -> Frontier:
         """Solve every floor, highest first, each warm-started from the one above it: a
-        partition that meets λ meets every λ' < λ, so strength never drops as λ falls."""
+        partition that meets λ meets every λ' < λ, so strength never drops as λ falls.
+
+        ``floors="auto"`` chooses the floors (method "ilp" or "auto" only: the greedy gives
+        no bound, so it cannot tell a breakpoint from a miss):
+
+        - per-input semantics: the breakpoints of the strength-faithfulness curve. Strength
+          is piecewise constant in λ; its change points are located by bisection on a grid
+          of step ``resolution`` from 1.0 down to the highest mean IIA of one candidate over
+          all inputs (at and below it, that candidate alone explains every input, so the
+          curve is flat); a partition found at one floor also stands up to its weakest
+          cell's IIA (per-model scope), which places most breakpoints with a solve or two.
+          The frontier holds 1.0 and, for each step of the curve, the highest grid floor
+          found on it (the stronger partition still holds there; one ``resolution`` above,
+          strength is lower). A breakpoint is located exactly only where the solves around
+          it were optimal: every point keeps its certificate, and ``Frontier.note`` counts
+          the solves that were not. At most ``max_solves`` solves; when the cap stops the
+          bisection, the note says so.
+        - pairwise semantics: the fixed grid ``PAIRWISE_AUTO_FLOORS`` (1.0 down to 0.5 in
+          steps of 0.01). Breakpoints are not searched for, since a pairwise solve is often
+          not optimal and bisection would then place them wrongly.
+        """
+        if isinstance(floors, str):
+            if floors != "auto":
+                raise SolverConfigError(f"floors must be numbers or 'auto', got {floors!r}")
+            self._check_auto()
+            values, models, fallback = self.prepare(data, candidates, fallback)
+            if self.semantics == "pairwise":
+                return self._sweep(
+                    values,
+                    models,
+                    fallback,
+                    list(PAIRWISE_AUTO_FLOORS),
+                    progress,
+                    note="floors: auto, the fixed grid 1.0 down to 0.5 in steps of 0.01",
+                )
+            return self._auto_per_input(
+                values, models, fallback, float(resolution), int(max_solves), progress
+            )
         floors = sorted({check_floor(f) for f in floors}, reverse=True)
         if not floors:
             raise SolverConfigError("give at least one floor")
         values, models, fallback = self.prepare(data, candidates, fallback)
+        return self._sweep(values, models, fallback, floors, progress)
+
+    def auto_floors(
+        self,
+        data: IIAData,
+        *,
+        candidates: Sequence[str] | None = None,
+        fallback: str | None = None,
+        resolution: float = AUTO_RESOLUTION,
+        max_solves: int = AUTO_MAX_SOLVES,
+    ) -> list[float]:
+        """The floors ``frontier(data, "auto")`` chooses, highest first (see ``frontier``)."""
+        return self.frontier(
+            data,
+            "auto",
+            candidates=candidates,
+            fallback=fallback,
+            resolution=resolution,
+            max_solves=max_solves,
+        ).floors
+
+    def _check_auto(self) -> None:
+        if self.method == "greedy":
+            raise SolverConfigError(
+                "floors 'auto' needs a method that gives a bound: the greedy cannot tell a "
+                "breakpoint of the frontier from a miss; use method 'auto' or 'ilp', or give "
+                "the floors as a list"
+            )
+
+    def _sweep(self, values, models, fallback, floors, progress, note: str = "") -> Frontier:
         results: list[Partition] = []
         previous: Partition | None = None
         for floor in floors:
@@ -178,7 +251,123 @@ class Solver:
             previous = result
             if progress is not None:
                 progress(result)
-        return Frontier(self.semantics, self.scope, models, fallback, tuple(results), self.edge)
+        return Frontier(
+            self.semantics, self.scope, models, fallback, tuple(results), self.edge, note
+        )
+
+    def _auto_per_input(
+        self, values, models, fallback, resolution, max_solves, progress
+    ) -> Frontier:
+        # Bisection on the grid 1 - k·resolution, k = 0..K. The curve is flat at and below
+        # the highest mean IIA of one candidate over all inputs (that candidate alone
+        # explains every input), so K is the first grid floor at or below it: a lower floor
+        # could only repeat strength n. A still lower choice (0.5, or the lowest mean) would
+        # spend solves on that flat stretch.
+        if not 0 < resolution < 1:
+            raise SolverConfigError(f"resolution must be in (0, 1), got {resolution!r}")
+        if max_solves < 2:
+            raise SolverConfigError(f"max_solves must be at least 2, got {max_solves!r}")
+        n = values.shape[0]
+        means = values.mean(axis=0) if values.shape[1] else np.zeros(1)
+        best = int(np.argmax(means))
+        limit = math.ceil(1 / resolution - 1e-9) - 1  # the last k whose floor is above 0
+        last = min(limit, max(0, math.ceil((1.0 - float(means[best])) / resolution - 1e-9)))
+
+        def grid(k: int) -> float:
+            return 1.0 if k == 0 else round(1.0 - k * resolution, 12)
+
+        solved: dict[int, Partition] = {}
+        lifted: set[int] = set()
+        count = {"solves": 0, "weak": 0}
+
+        def lift(k: int, result: Partition) -> None:
+            # A partition is feasible up to its weakest cell's IIA (per-model scope), so it
+            # also stands at the highest grid floor at or below that: no solve needed, and
+            # its bound stays valid there (the best strength only falls as the floor rises).
+            if self.scope != "per-model" or not result.cell_iia:
+                return
+            low = min(result.cell_iia.values())
+            up = max(0, math.ceil((1.0 - low) / resolution - 1e-9))
+            while up < k and grid(up) > low:
+                up += 1
+            if up >= k or up in solved:
+                return
+            cert = result.certificate.with_note(
+                f"carried from floor {grid(k)}: every cell's IIA is at least {grid(up)}"
+            )
+            solved[up] = self._finish(values, models, fallback, grid(up), result.assignment, cert)
+            lifted.add(up)
+
+        def at(k: int) -> None:
+            above = [solved[j] for j in solved if j < k]
+            held = max(above, key=lambda p: p.strength) if above else None
+            warm = None if held is None else held.assignment
+            if k == last and len(models):
+                warm = np.full(n, best, dtype=np.int64)  # feasible here: the flat stretch
+            result = self._solve_prepared(values, models, fallback, grid(k), warm)
+            count["solves"] += 1
+            count["weak"] += result.certificate.status != "optimal"
+            if held is not None and result.strength < held.strength:
+                result = self._keep_previous(values, models, fallback, grid(k), held, result)
+            solved[k] = result
+            lift(k, result)
+
+        at(0)
+        if last > 0:
+            at(last)
+        open_steps = 0
+        while True:
+            keys = sorted(solved)
+            gaps = [
+                (i, j)
+                for i, j in zip(keys, keys[1:])
+                if j - i > 1 and solved[i].strength < solved[j].strength
+            ]
+            if not gaps:
+                break
+            if count["solves"] >= max_solves:
+                open_steps = len(gaps)
+                break
+            i, j = gaps[0]  # the highest first: its warm starts
+            # Just above a lifted point first (that is the breakpoint when no other partition
+            # of its strength has stronger cells), else halfway.
+            probe = j - 1 if j in lifted else (i + j) // 2
+            lifted.discard(j)
+            at(probe)
+        # Strength never drops as the floor falls: a partition held above is feasible below.
+        chosen: list[Partition] = []
+        previous: Partition | None = None
+        for k in sorted(solved):
+            result = solved[k]
+            if previous is not None and result.strength < previous.strength:
+                result = self._keep_previous(values, models, fallback, grid(k), previous, result)
+            if previous is None or result.strength > previous.strength:
+                chosen.append(result)  # the highest floor found on this step
+            previous = result
+        for result in chosen:
+            if progress is not None:
+                progress(result)
+        solves, weak = count["solves"], count["weak"]
+        notes = [f"floors: auto, breakpoints to {resolution:g} from {solves} solves"]
+        if weak:
+            notes.append(
+                f"{weak} of {solves} solves were not optimal: a breakpoint next to one "
+                "may be misplaced"
+            )
+        if open_steps:
+            notes.append(
+                f"stopped at the cap of {max_solves} solves: {open_steps} intervals between "
+                f"these floors still hold change points not located to {resolution:g}"
+            )
+        return Frontier(
+            self.semantics,
+            self.scope,
+            models,
+            fallback,
+            tuple(chosen),
+            self.edge,
+            "; ".join(notes),
+        )
 
     def _keep_previous(self, values, models, fallback, floor, previous, weaker) -> Partition:
         # A search can end below a partition we already hold (the greedy never sees the
@@ -327,7 +516,9 @@ def solve(data: IIAData, floor: float, **kwargs) -> Partition:
     return Solver(**kwargs).solve(data, floor, **select)
 
 
-def frontier(data: IIAData, floors: Sequence[float], **kwargs) -> Frontier:
-    """A sweep of floors; keyword arguments are Solver's, plus ``candidates`` and ``fallback``."""
-    select = {k: kwargs.pop(k) for k in ("candidates", "fallback", "progress") if k in kwargs}
+def frontier(data: IIAData, floors: Sequence[float] | str, **kwargs) -> Frontier:
+    """A sweep of floors (or "auto"); keyword arguments are Solver's, plus ``candidates``,
+    ``fallback``, ``progress``, ``resolution`` and ``max_solves``."""
+    keys = ("candidates", "fallback", "progress", "resolution", "max_solves")
+    select = {k: kwargs.pop(k) for k in keys if k in kwargs}
     return Solver(**kwargs).frontier(data, floors, **select)

@@ -61,6 +61,7 @@ class Frontier:
     fallback: str | None
     results: tuple[Partition, ...]
     edge: str = "mean"  # what a pair counts: ½(s(i←j) + s(j←i)), or 1 only where both succeed
+    note: str = ""  # how the floors were chosen (floors="auto"), and what held them back
 
     @property
     def floors(self) -> list[float]:
@@ -78,4 +79,5 @@ class Frontier:
             "models": list(self.models),
             "fallback": self.fallback,
             "results": [r.to_dict() for r in self.results],
+            **({"note": self.note} if self.note else {}),
         }
