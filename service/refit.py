@@ -89,6 +89,7 @@ def refit_rounds(
             "cell_iia": {k: round(v, 4) for k, v in part.cell_iia.items()},
             "certificate": part.certificate.status,
             "settled": moves,
+            "assignment": part.labels(),  # the round's partition: a column (or None) per input
         }
         if previous is not None:
             entry["changed"] = int((part.assignment != previous).sum())

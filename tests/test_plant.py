@@ -187,6 +187,9 @@ def test_the_job_recovers_the_planted_regions(planted_job):
     # check and whether they were kept.
     rounds = report["rounds"]
     assert rounds[0]["round"] == 0 and "recovery" in rounds[0]
+    last = rounds[-1]["assignment"]  # each round's partition, one column (or None) per input
+    assert len(last) == report["n_inputs"]
+    assert last == {p["floor"]: p for p in report["frontier"]}[0.95]["assignment"]
     assert all("refits" in r for r in rounds[:-1])
     for r in rounds[:-1]:
         for refit in r["refits"].values():
