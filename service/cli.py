@@ -69,9 +69,15 @@ def _row(p: Partition) -> str:
     c = p.certificate
     gap = "-" if c.gap is None else f"{c.gap:.4f}"
     bound = "-" if c.bound is None else f"{c.bound:.0f}"
-    cells = ", ".join(
-        f"{name} {size} ({p.cell_iia[name]:.3f})" for name, size in p.cell_sizes.items() if size
-    )
+    if p.cell is None:
+        cells = ", ".join(
+            f"{name} {size} ({p.cell_iia[name]:.3f})" for name, size in p.cell_sizes.items() if size
+        )
+    else:  # several cells per model: each cell's size, and the weakest cell's IIA
+        cells = ", ".join(
+            f"{name} {'+'.join(str(c['size']) for c in held)} ({p.cell_iia[name]:.3f})"
+            for name, held in p.to_dict()["cells"].items()
+        )
     return (
         f"{p.floor:>6.3f} {p.strength:>8d} {bound:>6} {gap:>7} {c.status:>10} {c.seconds:>7.1f}  "
         f"{cells or '(all to the fallback)'}"
@@ -105,6 +111,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
         seed=args.seed,
         budget=args.budget,
         edge=args.edge,
+        cells_per_model=args.cells_per_model,
     )
     _, models, fallback = solver.prepare(data, candidates, args.fallback)
     print(
@@ -145,6 +152,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
             seed=args.seed,
             budget=args.budget,
             edge=args.edge,
+            cells_per_model=args.cells_per_model,
         )
         for name in models:
             singles[name] = single_solver.frontier(
@@ -291,6 +299,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--max-models", type=int, help="per-input only: use at most K models")
     s.add_argument("--min-cell", type=int, default=1, help="per-input only: inputs per used model")
+    s.add_argument(
+        "--cells-per-model",
+        type=int,
+        default=1,
+        metavar="K",
+        help="pairwise, per-model floors: a model may hold up to K disjoint cells, each meeting "
+        "the floor on its own (the JSON then carries 'cell' per input)",
+    )
     s.add_argument(
         "--time-limit", type=float, help=f"seconds per floor (auto default {DEFAULT_TIME_LIMIT:g})"
     )

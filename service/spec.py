@@ -548,6 +548,9 @@ class SolveSpec(Strict):
     floors: Floors = [1.0, 0.99, 0.975, 0.95, 0.9, 0.8]
     time_limit: float = Field(20.0, gt=0, le=7 * 24 * 3600)
     max_models: int | None = Field(None, ge=1)
+    # Pairwise, per-model floors: a model may hold up to this many disjoint cells, each
+    # meeting the floor on its own.
+    cells_per_model: int = Field(1, ge=1, le=64)
     solver: str = Field("highs", min_length=1)
     seed: int = 0
     # auto's deterministic work per floor (annealing moves or MILP nodes); None: from the size
@@ -580,6 +583,13 @@ class SolveSpec(Strict):
                 "solve.max_models is supported for semantics = 'per-input' only; remove it or "
                 "set solve.semantics = 'per-input'"
             )
+        if self.cells_per_model > 1 and (self.semantics != "pairwise" or self.scope != "per-model"):
+            raise ValueError(
+                f"solve.cells_per_model = {self.cells_per_model} needs semantics = 'pairwise' "
+                "and scope = 'per-model' (per-input cells that each meet the floor meet it "
+                "together, and a global floor pools every cell); set it to 1 or change "
+                "solve.semantics / solve.scope"
+            )
         if self.floors == "auto" and self.method == "greedy":
             raise ValueError(
                 "solve.floors = 'auto' needs a method that gives a bound (the greedy cannot "
@@ -591,7 +601,9 @@ class SolveSpec(Strict):
     @model_serializer(mode="wrap")
     def _dump(self, handler):
         # digests stay as they were
-        return _drop_defaults(handler(self), {"edge": "mean", "confidence": None})
+        return _drop_defaults(
+            handler(self), {"edge": "mean", "confidence": None, "cells_per_model": 1}
+        )
 
 
 class ExecutionSpec(Strict):

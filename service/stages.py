@@ -502,6 +502,8 @@ def settled(partition, data, spec: JobSpec):
         return partition, 0
     weights = apply_edge(data, spec.solve.edge).weights
     w = weights[[data.models.index(name) for name in partition.models]]
+    if partition.cell is not None:
+        return _settled_cells(partition, w, spec.solve.cells_per_model)
     assignment, moves = settle(w, partition.assignment, partition.floor)
     if moves == 0:
         return partition, 0
@@ -517,6 +519,29 @@ def settled(partition, data, spec: JobSpec):
         ),
         moves,
     )
+
+
+def _settled_cells(partition, w, cells_per_model: int):
+    """``settled`` for several cells per model: settle over the models' copies (each cell is
+    a copy's), then map back; every cell is checked against the floor again."""
+    from dataclasses import replace
+
+    from solver.cells import cell_tables, check_cells, expand, from_copies, to_copies
+    from solver.settle import settle
+
+    k = cells_per_model
+    copies, moves = settle(
+        expand(w, k), to_copies(partition.assignment, partition.cell, k), partition.floor
+    )
+    if moves == 0:
+        return partition, 0
+    assignment, cell = from_copies(copies, k)
+    weakest, cells_iia = cell_tables(
+        check_cells(w, assignment, cell, partition.floor, k), partition.models
+    )
+    return replace(
+        partition, assignment=assignment, cell=cell, cell_iia=weakest, cells_iia=cells_iia
+    ), moves
 
 
 def settled_frontier(frontier, data, spec: JobSpec):
@@ -540,6 +565,7 @@ def solver_options(spec: JobSpec, data) -> dict:
         max_models=s.max_models,
         seed=s.seed,
         budget=s.budget,
+        cells_per_model=s.cells_per_model,
         # The pairwise tensor holds the mean and is read with the edge here; per-input data
         # from sampled partners was built with it already (iia_stage).
         edge=s.edge if isinstance(data, PairwiseIIA) else "mean",

@@ -6,12 +6,21 @@ Every partition is checked by ``solver.verify.check_partition`` before it is ret
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Sequence
 
 import numpy as np
 
+from solver.cells import (
+    cell_tables,
+    check_cells,
+    copy_names,
+    expand,
+    from_copies,
+    to_copies,
+)
 from solver.certificate import Certificate
 from solver.data import IIADataError, PairwiseIIA, PerInputIIA
 from solver.edges import EDGES, apply_edge
@@ -52,6 +61,29 @@ def check_floor(floor: float) -> float:
     return floor
 
 
+def check_cells_per_model(k, semantics: str, scope: str) -> int:
+    """K as a whole number >= 1, for a semantics and scope that can hold it."""
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+        raise SolverConfigError(
+            f"cells_per_model must be a whole number of at least 1, got {k!r}; 1 gives each "
+            "model one cell"
+        )
+    if k > 1 and semantics != "pairwise":
+        raise SolverConfigError(
+            f"cells_per_model={k} needs pairwise semantics: under per-input semantics a cell's "
+            "IIA is a mean of its inputs' scores, so the union of cells that each meet the "
+            "floor meets it too and one cell per model already explains as many inputs; "
+            "use cells_per_model=1"
+        )
+    if k > 1 and scope != "per-model":
+        raise SolverConfigError(
+            f"cells_per_model={k} needs scope='per-model': a global floor pools every cell's "
+            "pairs, so a model's cells are not judged on their own; use scope='per-model' or "
+            "cells_per_model=1"
+        )
+    return int(k)
+
+
 class Solver:
     """Finds the input-to-model partition that explains the most inputs at a faithfulness floor.
 
@@ -76,6 +108,10 @@ class Solver:
         moves each; per-input: 5000 nodes), never from the clock. The same seed and budget
         give the same partition on any machine unless the time limit cuts the work short,
         which the certificate reports (``capped``, and the note says where).
+    cells_per_model : K, pairwise semantics with per-model floors only: a model may hold up
+        to K disjoint cells, each meeting the floor on its own (a model faithful on two
+        regions need not be on their union). Solved exactly as the one-cell problem over K
+        copies of each model (``solver.cells``); results carry ``Partition.cell``.
     """
 
     def __init__(
@@ -90,6 +126,7 @@ class Solver:
         seed: int = 0,
         budget: int | None = None,
         edge: str = "mean",
+        cells_per_model: int = 1,
     ) -> None:
         self.semantics = _choice(semantics, SEMANTICS, "semantics")
         self.edge = _choice(edge, EDGES, "edge")
@@ -117,6 +154,7 @@ class Solver:
                 f"semantics, MILP nodes for per-input), got {budget!r}; or None for the default"
             )
         self.budget = None if budget is None else int(budget)
+        self.cells_per_model = check_cells_per_model(cells_per_model, self.semantics, self.scope)
         if method != "greedy":
             from solver.backends import check_solver_name
 
@@ -151,10 +189,18 @@ class Solver:
         *,
         candidates: Sequence[str] | None = None,
         fallback: str | None = None,
-        warm_start: np.ndarray | None = None,
+        warm_start: np.ndarray | Partition | None = None,
     ) -> Partition:
+        """One floor. ``warm_start``: model indices per input (-1: the fallback), or a
+        Partition (its cells too, with several cells per model); one that is infeasible here
+        is dropped, with the reason in the certificate's note."""
         values, models, fallback = self.prepare(data, candidates, fallback)
-        return self._solve_prepared(values, models, fallback, check_floor(floor), warm_start)
+        warm_cell = None
+        if isinstance(warm_start, Partition):
+            warm_start, warm_cell = warm_start.assignment, warm_start.cell
+        return self._solve_prepared(
+            values, models, fallback, check_floor(floor), warm_start, warm_cell
+        )
 
     def frontier(
         self,
@@ -244,7 +290,8 @@ class Solver:
         previous: Partition | None = None
         for floor in floors:
             warm = None if previous is None else previous.assignment
-            result = self._solve_prepared(values, models, fallback, floor, warm)
+            warm_cell = None if previous is None else previous.cell
+            result = self._solve_prepared(values, models, fallback, floor, warm, warm_cell)
             if previous is not None and result.strength < previous.strength:
                 result = self._keep_previous(values, models, fallback, floor, previous, result)
             results.append(result)
@@ -393,9 +440,15 @@ class Solver:
             time_limit=cert.time_limit,
             capped=cert.capped,
         )
-        return self._finish(values, models, fallback, floor, previous.assignment, kept)
+        return self._finish(
+            values, models, fallback, floor, previous.assignment, kept, previous.cell
+        )
 
-    def _solve_prepared(self, values, models, fallback, floor, warm_start) -> Partition:
+    def _solve_prepared(
+        self, values, models, fallback, floor, warm_start, warm_cell=None
+    ) -> Partition:
+        if self.cells_per_model > 1:
+            return self._solve_cells(values, models, fallback, floor, warm_start, warm_cell)
         started = time.perf_counter()
         # Every start is checked before a solver sees it: a bad one is dropped, with the
         # reason in the certificate's note, never an internal error later.
@@ -418,8 +471,51 @@ class Solver:
             cert = cert.with_note(dropped)
         return self._finish(values, models, fallback, floor, assignment, cert)
 
-    def _finish(self, values, models, fallback, floor, assignment, cert) -> Partition:
+    def _solve_cells(self, values, models, fallback, floor, warm_start, warm_cell) -> Partition:
+        # K cells per model is the one-cell problem over K copies of each model
+        # (solver.cells): the same search, bounds and exact program, then mapped back.
+        k = self.cells_per_model
+        start = warm_start
+        if warm_start is not None:
+            try:
+                start = to_copies(np.asarray(warm_start).astype(np.int64), warm_cell, k)
+            except (TypeError, ValueError):
+                pass  # left as given: the screen drops it and says why
+        one_cell = copy.copy(self)
+        one_cell.cells_per_model = 1
+        copies = expand(values, k)
+        found = one_cell._solve_prepared(
+            copies, copy_names(models, k), fallback, floor, start, None
+        )
+        del copies
+        assignment, cell = from_copies(found.assignment, k)
+        cert = found.certificate.with_note(
+            f"cells per model: up to {k}, solved as {k} copies of each model"
+        )
+        return self._finish(values, models, fallback, floor, assignment, cert, cell)
+
+    def _finish(self, values, models, fallback, floor, assignment, cert, cell=None) -> Partition:
         assignment = np.asarray(assignment, dtype=np.int64)
+        if self.cells_per_model > 1:
+            if cell is None:  # a one-cell partition: each model's inputs are its cell 0
+                cell = np.where(assignment >= 0, 0, -1)
+            _, cell = from_copies(
+                to_copies(assignment, cell, self.cells_per_model), self.cells_per_model
+            )
+            iia = check_cells(values, assignment, cell, floor, self.cells_per_model)
+            weakest, cells_iia = cell_tables(iia, models)
+            return Partition(
+                floor,
+                self.semantics,
+                self.scope,
+                models,
+                fallback,
+                assignment,
+                weakest,
+                cert,
+                cell=cell,
+                cells_iia=cells_iia,
+            )
         iia = check_partition(
             values,
             assignment,

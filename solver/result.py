@@ -14,7 +14,14 @@ class Partition:
     """A verified input-to-model partition at one faithfulness floor.
 
     ``assignment[i]`` is the index into ``models`` of the candidate that explains input i,
-    or -1 when the fallback takes it. ``cell_iia`` holds the IIA of every non-empty cell.
+    or -1 when the fallback takes it. ``cell_iia`` holds the IIA of every model's cell.
+
+    With several cells per model (``Solver(cells_per_model=K)``, K > 1), ``cell[i]`` is the
+    number of input i's cell within its model (0 is the largest; -1 for the fallback),
+    ``cells_iia[name]`` the IIA of each of the model's cells in that order, and
+    ``cell_iia[name]`` the IIA of its weakest cell (every cell meets at least that; the
+    union of a model's cells need not meet the floor). ``cell`` is None when every model
+    holds one cell.
     """
 
     floor: float
@@ -25,6 +32,8 @@ class Partition:
     assignment: np.ndarray
     cell_iia: dict[str, float]
     certificate: Certificate
+    cell: np.ndarray | None = None
+    cells_iia: dict[str, tuple[float, ...]] | None = None
 
     @property
     def strength(self) -> int:
@@ -47,7 +56,25 @@ class Partition:
             "assignment": self.labels(),
             "cell_sizes": self.cell_sizes,
             "cell_iia": {k: round(v, 6) for k, v in self.cell_iia.items()},
+            **(self._cells_dict() if self.cell is not None else {}),
             "certificate": self.certificate.to_dict(),
+        }
+
+    def _cells_dict(self) -> dict:
+        sizes = {
+            name: np.bincount(self.cell[self.assignment == m], minlength=1).tolist()
+            for m, name in enumerate(self.models)
+            if (self.assignment == m).any()
+        }
+        return {
+            "cell": [int(c) if c >= 0 else None for c in self.cell.tolist()],
+            "cells": {
+                name: [
+                    {"size": size, "iia": round(iia, 6)}
+                    for size, iia in zip(sizes[name], (self.cells_iia or {}).get(name, ()))
+                ]
+                for name in sizes
+            },
         }
 
 

@@ -113,6 +113,8 @@ def test_candidates_and_fallback_flags(small_file, tmp_path):
         (["--method", "ilp", "--solver", "nosuch"], "unknown solver 'nosuch'"),
         (["--json", "/nonexistent-dir/x.json"], "does not exist"),
         (["--semantics", "pairwise", "--max-models", "1"], "per-input semantics only"),
+        (["--cells-per-model", "0"], "cells_per_model must be a whole number of at least 1"),
+        (["--cells-per-model", "2", "--scope", "global"], "needs scope='per-model'"),
     ],
 )
 def test_bad_requests_exit_2_with_a_named_problem(small_file, capsys, extra, message):
@@ -155,3 +157,22 @@ def test_solve_refuses_a_budget_below_one(small_file, capsys):
     code = main(["solve", str(small_file), "--budget", "0"])
     assert code != 0
     assert "budget" in capsys.readouterr().err
+
+
+@pytest.mark.integration
+def test_cells_per_model_in_the_json_and_the_table(tmp_path, capsys):
+    # Model "a" is faithful on two interleaved regions and fails across them.
+    region = np.arange(10) % 2
+    a = (region[:, None] == region[None, :]).astype(float)
+    w = np.stack([a, np.full((10, 10), 0.3)])
+    for m in range(2):
+        np.fill_diagonal(w[m], 0.0)
+    path = tmp_path / "two.npz"
+    PairwiseIIA(w, ("a", "b")).save(path)
+    out = tmp_path / "two.json"
+    args = ["solve", str(path), "--floors", "0.9", "--cells-per-model", "2", "--json", str(out)]
+    assert main(args) == 0
+    assert "a 5+5 (1.000)" in capsys.readouterr().out
+    point = json.loads(out.read_text())["results"][0]
+    assert point["strength"] == 10 and point["cell"] == region.tolist()
+    assert point["cells"] == {"a": [{"size": 5, "iia": 1.0}, {"size": 5, "iia": 1.0}]}

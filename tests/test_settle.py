@@ -66,3 +66,26 @@ def test_settling_keeps_strength_and_floors_and_raises_fit(seed, noise, floor):
     assert len(moved) <= moves
     # Each move raised the mover's fit when it moved; the inputs' total fit never falls.
     assert np.nansum(_fit(w, a)) >= np.nansum(_fit(w, part.assignment)) - 1e-9
+
+
+@pytest.mark.unit
+def test_settling_with_several_cells_per_model_moves_between_a_models_cells():
+    from service.stages import _settled_cells
+
+    # Model A is faithful on regions 0..9 and 10..19 apart, not across; input 3 (region one)
+    # sits in A's other cell, which can absorb it at floor 0.8 (45 of 55 pairs succeed).
+    region = np.repeat([0, 1], 10)
+    w = np.stack([(region[:, None] == region[None, :]).astype(float), np.full((20, 20), 0.1)])
+    for m in range(2):
+        np.fill_diagonal(w[m], 0.0)
+    data = PairwiseIIA(w, ("A", "B"))
+    cell = region.copy()
+    cell[3] = 1
+    start = Solver(cells_per_model=2, method="greedy").solve(data, 0.8)
+    start = type(start)(
+        0.8, "pairwise", "per-model", ("A", "B"), None, np.zeros(20, dtype=np.int64),
+        {"A": 45 / 55}, start.certificate, cell=cell, cells_iia={"A": (45 / 55, 1.0)},
+    )  # fmt: skip
+    settled, moves = _settled_cells(start, w, 2)
+    assert moves == 1 and settled.cell.tolist() == region.tolist()
+    assert settled.cells_iia == {"A": (1.0, 1.0)} and settled.strength == 20

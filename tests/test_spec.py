@@ -122,6 +122,12 @@ def test_solve_settings_the_solver_would_refuse_only_after_training():
     spec = parse_spec(_base(solve={"semantics": "pairwise"}, pairs={"design": "all"}))
     assert spec.solve.semantics == "pairwise"
     assert parse_spec(_base(solve={"max_models": 2})).solve.max_models == 2
+    _refused(
+        _base(solve={"cells_per_model": 2}),
+        "solve.cells_per_model = 2 needs semantics = 'pairwise' and scope = 'per-model'",
+    )
+    two = _base(solve={"semantics": "pairwise", "cells_per_model": 2}, pairs={"design": "all"})
+    assert parse_spec(two).solve.cells_per_model == 2
 
 
 @pytest.mark.unit
