@@ -11,6 +11,8 @@ Two parts:
 2. the authors' graphs (``../shared/data``, six candidates): strength at K = 1, 2, 3 over
    four floors, with the proven bound.
 
+A ``*`` marks a point where the time cap, not the deterministic budget, ended the search.
+
 Last line: ``planted_gain=<strength K=2 / K=1> shared_gain_at_1.0=<K=2 / K=1 at λ = 1>``.
 
     OMP_WAIT_POLICY=PASSIVE python bench/cells_per_model.py [--time-limit 20]
@@ -91,7 +93,11 @@ def main() -> None:
         started = time.perf_counter()
         front = Solver(time_limit=args.time_limit, cells_per_model=k).frontier(shared, floors)
         at_one[k] = front.results[0].strength
-        cells = " ".join(f"{r.strength:>6} ({r.certificate.bound:>4.0f})" for r in front.results)
+        # "*": the time cap, not the budget, ended the search (machine-dependent)
+        cells = " ".join(
+            f"{r.strength:>5}{'*' if r.certificate.capped else ' '} ({r.certificate.bound:>4.0f})"
+            for r in front.results
+        )
         print(f"{k:>2} {cells} {time.perf_counter() - started:>8.1f}")
     print(
         f"planted_gain={strengths[2] / strengths[1]:.3f} "
