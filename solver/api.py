@@ -10,6 +10,7 @@ import copy
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -299,7 +300,13 @@ class Solver:
             if progress is not None:
                 progress(result)
         return Frontier(
-            self.semantics, self.scope, models, fallback, tuple(results), self.edge, note
+            self.semantics,
+            self.scope,
+            models,
+            fallback,
+            tuple(_carry_bounds_up(results)),
+            self.edge,
+            note,
         )
 
     def _auto_per_input(
@@ -597,6 +604,32 @@ class Solver:
             warm_start=warm_start,
             budget=self.budget if self.method == "auto" else None,
         )
+
+
+def _carry_bounds_up(results: list[Partition]) -> list[Partition]:
+    """``results`` (highest floor first) with each bound lowered to the least bound proven at
+    any floor at or below it: a partition that meets λ meets every λ' < λ, so the best strength
+    only falls as the floor rises, and a bound at a lower floor holds at a higher one."""
+    out = list(results)
+    least: tuple[float, float] | None = None  # (bound, the floor it was proven at)
+    for i in range(len(out) - 1, -1, -1):
+        cert = out[i].certificate
+        if cert.bound is not None and (least is None or cert.bound <= least[0]):
+            least = (cert.bound, out[i].floor)
+        elif least is not None:
+            carried = Certificate.build(
+                method=cert.method,
+                solver=cert.solver,
+                objective=cert.objective,
+                bound=least[0],
+                seconds=cert.seconds,
+                note=cert.note,
+                budget=cert.budget,
+                time_limit=cert.time_limit,
+                capped=cert.capped,
+            ).with_note(f"bound carried from floor {least[1]:g}")
+            out[i] = replace(out[i], certificate=carried)
+    return out
 
 
 def _stronger(a: np.ndarray, b: np.ndarray | None) -> np.ndarray:

@@ -110,3 +110,26 @@ def test_spec_floors_auto_parses_and_other_specs_keep_their_digest():
         parse_spec({**SPEC, "solve": {"floors": "auto", "method": "greedy"}})
     with pytest.raises(SpecError):
         parse_spec({**SPEC, "solve": {"floors": "best"}})
+
+
+@pytest.mark.unit
+def test_a_bound_proven_at_a_lower_floor_holds_above_it():
+    from solver.api import _carry_bounds_up
+    from solver.certificate import Certificate
+    from solver.result import Partition
+
+    def point(floor, strength, bound):
+        cert = Certificate.build(
+            method="auto", solver="x", objective=strength, bound=bound, seconds=0.0
+        )
+        assignment = np.array([0] * strength + [-1] * (12 - strength))
+        return Partition(floor, "pairwise", "per-model", ("a",), None, assignment, {}, cert)
+
+    high, mid, low = _carry_bounds_up([point(1.0, 5, 11), point(0.95, 8, None), point(0.9, 8, 8)])
+    assert low.certificate.bound == 8 and low.certificate.status == "optimal"
+    assert mid.certificate.bound == 8 and mid.certificate.status == "optimal"
+    assert "bound carried from floor 0.9" in mid.certificate.note
+    assert high.certificate.bound == 8 and high.certificate.gap == pytest.approx(3 / 8)
+    # A tighter bound above is kept; a looser one below is not carried up.
+    kept = _carry_bounds_up([point(1.0, 5, 6), point(0.9, 8, 12)])
+    assert [p.certificate.bound for p in kept] == [6, 12]
