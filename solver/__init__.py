@@ -8,6 +8,7 @@ from solver.api import Solver, SolverConfigError, frontier, solve
 from solver.certificate import Certificate
 from solver.data import IIADataError, PairwiseIIA, PerInputIIA, load_iia
 from solver.result import Frontier, Partition
+from solver.sparse_pairs import SparsePairwiseIIA
 from solver.verify import PartitionCheckError, check_partition
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "PerInputIIA",
     "Solver",
     "SolverConfigError",
+    "SparsePairwiseIIA",
     "check_partition",
     "frontier",
     "load_iia",

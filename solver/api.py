@@ -28,6 +28,7 @@ from solver.edges import EDGES, apply_edge
 from solver.feasibility import SCOPES, SEMANTICS
 from solver.greedy import greedy_partition, greedy_per_input
 from solver.result import Frontier, Partition
+from solver.sparse_pairs import SparsePairwiseIIA, check_dense_memory
 from solver.verify import check_partition, screen_start
 
 __all__ = ["METHODS", "SCOPES", "SEMANTICS", "Solver", "SolverConfigError", "frontier", "solve"]
@@ -40,7 +41,7 @@ AUTO_MAX_SOLVES = 64  # floors="auto", per-input: at most this many solves
 # floors="auto", pairwise: 1.0 down to 0.5 in steps of 0.01
 PAIRWISE_AUTO_FLOORS: tuple[float, ...] = tuple(round(1.0 - 0.01 * k, 2) for k in range(51))
 
-IIAData = PairwiseIIA | PerInputIIA
+IIAData = PairwiseIIA | PerInputIIA | SparsePairwiseIIA
 
 
 class SolverConfigError(ValueError):
@@ -170,12 +171,26 @@ class Solver:
         if fallback is not None:
             data = data.with_fallback(fallback)
         chosen = apply_edge(data.candidates(candidates), self.edge)
+        if isinstance(chosen, SparsePairwiseIIA):
+            # Only the scored pairs: the values stay the sparse tensor (pairwise) or become
+            # each input's mean over its scored pairs (per-input).
+            if self.semantics == "pairwise":
+                if self.method == "ilp":
+                    raise SolverConfigError(
+                        "method 'ilp' has no exact program over a sparse pair tensor; use "
+                        "method 'auto' (the local search and a proven bound) or 'greedy'"
+                    )
+                return chosen, chosen.models, data.fallback
+            chosen = chosen.to_per_input()
+            return chosen.iia, chosen.models, data.fallback
         if self.semantics == "pairwise":
             if not isinstance(chosen, PairwiseIIA):
                 raise IIADataError(
                     "pairwise semantics needs the pairwise tensor [models, n, n]; a per-input "
                     "matrix supports semantics 'per-input' only"
                 )
+            # Refused before the solver builds its working copies of w [M·K, n, n].
+            check_dense_memory(chosen.n_inputs, len(chosen.models) * self.cells_per_model)
             return chosen.weights, chosen.models, data.fallback
         if isinstance(chosen, PairwiseIIA):
             chosen = chosen.to_per_input()
@@ -468,7 +483,9 @@ class Solver:
             max_models=self.max_models,
             min_cell=self.min_cell,
         )
-        if self.semantics == "pairwise":
+        if isinstance(values, SparsePairwiseIIA):
+            assignment, cert = self._sparse(values, floor, warm_start)
+        elif self.semantics == "pairwise":
             assignment, cert = self._pairwise(values, floor, warm_start)
         else:
             assignment, cert = self._per_input(values, floor, warm_start)
@@ -553,6 +570,32 @@ class Solver:
             time_limit=self.time_limit,
         )
         return assignment, cert
+
+    def _sparse(self, data, floor, warm_start) -> tuple[np.ndarray, Certificate]:
+        from solver.sparse_pairs import greedy_pairwise_sparse, solve_pairwise_sparse
+
+        if self.method == "greedy":
+            # The authors' greedy reads every pair; over the scored pairs alone the greedy is
+            # each input in its best model, repaired (solver.sparse_pairs).
+            started = time.perf_counter()
+            assignment = greedy_pairwise_sparse(data, floor, self.scope)
+            return assignment, Certificate.build(
+                method="greedy",
+                solver="sparse-greedy",
+                objective=int((assignment >= 0).sum()),
+                bound=None,
+                seconds=time.perf_counter() - started,
+                time_limit=self.time_limit,
+            )
+        return solve_pairwise_sparse(
+            data,
+            floor,
+            scope=self.scope,
+            seed=self.seed,
+            budget=self.budget,
+            time_limit=self.time_limit or DEFAULT_TIME_LIMIT,
+            start=warm_start,
+        )
 
     def _pairwise(self, w, floor, warm_start) -> tuple[np.ndarray, Certificate]:
         greedy, greedy_cert = self._greedy(w, floor)

@@ -19,11 +19,20 @@ from __future__ import annotations
 import numpy as np
 
 from solver.feasibility import MIN_PAIRWISE_CELL, meets_floor
+from solver.sparse_pairs import SparsePairwiseIIA, check_partition_sparse
 from solver.verify import PartitionCheckError
 
 
-def expand(w: np.ndarray, cells_per_model: int) -> np.ndarray:
-    """w [M, n, n] -> [M·K, n, n], copy ``m * K + c`` holding model m's weights."""
+def expand(w: np.ndarray | SparsePairwiseIIA, cells_per_model: int):
+    """w [M, n, n] -> [M·K, n, n], copy ``m * K + c`` holding model m's weights; a sparse pair
+    tensor likewise (its pairs shared, its weights repeated)."""
+    if isinstance(w, SparsePairwiseIIA):
+        return SparsePairwiseIIA(
+            w.pairs,
+            np.repeat(w.weights, cells_per_model, axis=0),
+            copy_names(w.models, cells_per_model),
+            w.n_inputs,
+        )
     return np.repeat(w, cells_per_model, axis=0)
 
 
@@ -66,16 +75,18 @@ def check_cells(
     model holds more than ``cells_per_model`` cells; return each cell's IIA by (model, cell).
 
     Recomputed from the models' own weights, with none of the copies' machinery, so a slip in
-    the mapping to copies and back is caught here."""
-    n = w.shape[1]
+    the mapping to copies and back is caught here. A sparse pair tensor is checked over its
+    scored pairs (``solver.sparse_pairs``), each (model, cell) as a copy of its own."""
+    sparse = isinstance(w, SparsePairwiseIIA)
+    n, n_models = (w.n_inputs, len(w.models)) if sparse else (w.shape[1], w.shape[0])
     assignment = np.asarray(assignment)
     cell = np.asarray(cell)
     if assignment.shape != (n,) or cell.shape != (n,):
         raise PartitionCheckError(
             f"assignment and cell must hold {n} entries, got {assignment.shape} and {cell.shape}"
         )
-    if assignment.min(initial=-1) < -1 or assignment.max(initial=-1) >= w.shape[0]:
-        raise PartitionCheckError(f"assignment holds model indices outside -1..{w.shape[0] - 1}")
+    if assignment.min(initial=-1) < -1 or assignment.max(initial=-1) >= n_models:
+        raise PartitionCheckError(f"assignment holds model indices outside -1..{n_models - 1}")
     assigned = assignment >= 0
     if np.any(cell[assigned] < 0) or np.any(cell[assigned] >= cells_per_model):
         raise PartitionCheckError(
@@ -83,6 +94,12 @@ def check_cells(
         )
     if np.any(cell[~assigned] != -1):
         raise PartitionCheckError("inputs of the fallback must have cell -1")
+    if sparse:
+        k = cells_per_model
+        iia = check_partition_sparse(
+            expand(w, k), to_copies(assignment, cell, k), floor, "per-model"
+        )
+        return {(c // k, c % k): v for c, v in iia.items()}
     out: dict[tuple[int, int], float] = {}
     for m in np.unique(assignment[assigned]):
         for c in np.unique(cell[assignment == m]):

@@ -17,8 +17,12 @@ import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from solver.sparse_pairs import SparsePairwiseIIA
 
 # The largest array a data file may declare. Each array's header is read first (through
 # the zip member's declared sizes) and checked against these before anything is allocated
@@ -264,11 +268,17 @@ class PerInputIIA:
             return cls(npz["iia"], models, npz.get("counts"), fallback)
 
 
-def load_iia(path: str | Path) -> PairwiseIIA | PerInputIIA:
-    """Load either data type, by the arrays the file holds."""
+def load_iia(path: str | Path) -> PairwiseIIA | PerInputIIA | SparsePairwiseIIA:
+    """Load any data type, by the arrays the file holds: 'iia' (per-input), 'pairs' or
+    'pair_weights' (sparse pairwise, a sampled design's scored pairs), else dense pairwise."""
     npz = read_npz(path)
     if "iia" in npz:
         return PerInputIIA._from_arrays(npz, path)
+    if "pairs" in npz or "pair_weights" in npz:
+        # Imported here: solver.sparse_pairs builds on this module.
+        from solver.sparse_pairs import SparsePairwiseIIA
+
+        return SparsePairwiseIIA._from_arrays(npz, path)
     return PairwiseIIA._from_arrays(npz, path)
 
 

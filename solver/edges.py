@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from solver.data import IIADataError, PairwiseIIA, PerInputIIA
+from solver.sparse_pairs import SparsePairwiseIIA
 
 EDGES = ("mean", "both")
 # Weights within this of 0, ½ or 1 count as one success per direction (stored files hold 2w as
@@ -44,10 +45,10 @@ def both_edges(data: PairwiseIIA | PerInputIIA) -> PairwiseIIA:
     return PairwiseIIA((halves == 2).astype(np.float64), data.models, data.fallback)
 
 
-def apply_edge(data: PairwiseIIA | PerInputIIA, edge: str):
+def apply_edge(data: PairwiseIIA | PerInputIIA | SparsePairwiseIIA, edge: str):
     """The data as ``edge`` reads it (``mean``: unchanged)."""
     if edge == "mean":
         return data
     if edge == "both":
-        return both_edges(data)
+        return data.both_edges() if isinstance(data, SparsePairwiseIIA) else both_edges(data)
     raise IIADataError(f"unknown edge {edge!r}; choose one of {list(EDGES)}")

@@ -42,8 +42,17 @@ def cell_iia_per_input(a: np.ndarray, assignment: np.ndarray) -> dict[int, tuple
     return out
 
 
+def _is_sparse(values) -> bool:
+    # The sparse pair tensor (solver.sparse_pairs) imports this module: recognised by type
+    # name here, and its checks imported where they are used.
+    return type(values).__name__ == "SparsePairwiseIIA"
+
+
 def _shape(values: np.ndarray, semantics: str) -> tuple[int, int]:
-    """(inputs, models) of w [M, n, n] (pairwise) or a [n, M] (per-input)."""
+    """(inputs, models) of w [M, n, n] (pairwise), a [n, M] (per-input) or a sparse pair
+    tensor."""
+    if _is_sparse(values):
+        return values.n_inputs, len(values.models)
     if semantics == "pairwise":
         return values.shape[1], values.shape[0]
     return values.shape[0], values.shape[1]
@@ -61,8 +70,14 @@ def check_partition(
 ) -> dict[int, float]:
     """Raise PartitionCheckError unless ``assignment`` is feasible; return each cell's IIA.
 
-    ``values`` is w [M, n, n] (pairwise) or a [n, M] (per-input).
+    ``values`` is w [M, n, n] (pairwise), a [n, M] (per-input) or a sparse pair tensor
+    (pairwise over its scored pairs; a cell with an input that has no scored pair inside it
+    is unmeasured, and refused).
     """
+    if _is_sparse(values):
+        from solver.sparse_pairs import check_partition_sparse
+
+        return check_partition_sparse(values, np.asarray(assignment), floor, scope)
     pairwise = semantics == "pairwise"
     n, n_models = _shape(values, semantics)
     assignment = np.asarray(assignment)
