@@ -30,13 +30,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from solver.memory import dense_pairwise_bytes, sparse_pairwise_bytes  # noqa: E402
 from solver.sparse_pairs import (  # noqa: E402
     SparsePairwiseIIA,
     check_partition_sparse,
-    dense_pairwise_bytes,
     greedy_pairwise_sparse,
     solve_pairwise_sparse,
-    sparse_pairwise_bytes,
 )
 
 

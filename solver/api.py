@@ -27,8 +27,9 @@ from solver.data import IIADataError, PairwiseIIA, PerInputIIA
 from solver.edges import EDGES, apply_edge
 from solver.feasibility import SCOPES, SEMANTICS
 from solver.greedy import greedy_partition, greedy_per_input
+from solver.memory import check_dense_memory
 from solver.result import Frontier, Partition
-from solver.sparse_pairs import SparsePairwiseIIA, check_dense_memory
+from solver.sparse_pairs import SparsePairwiseIIA
 from solver.verify import check_partition, screen_start
 
 __all__ = ["METHODS", "SCOPES", "SEMANTICS", "Solver", "SolverConfigError", "frontier", "solve"]

@@ -211,7 +211,9 @@ class PerInputIIA:
         if a.shape[0] < 2:
             raise IIADataError(f"need at least 2 inputs, got {a.shape[0]}")
         _check_values(a, "per-input IIA")
-        a = a.astype(np.float64, copy=True)
+        # float32 stays float32: at 10⁶ inputs × 64 models a float64 copy is 0.5 GiB more,
+        # and the solvers and the verifier sum in float64 where it matters.
+        a = a.astype(np.float32 if a.dtype == np.float32 else np.float64, copy=True)
         a.setflags(write=False)
         object.__setattr__(self, "iia", a)
         object.__setattr__(self, "models", _check_names(self.models, a.shape[1], "per-input IIA"))

@@ -18,11 +18,22 @@ Methods:
 - ``"ilp"``: the exact MILP through PuLP and a named solver, until proven or the time limit;
 - ``"auto"``: structure first.
   * global scope, no options: the closed form, proven optimal;
-  * per-model scope: the Lagrangian bound, rounding from its multipliers; then, where
-    affordable, the MILP (highspy, warm-started, at most ``budget`` branch-and-bound nodes)
-    to close the gap;
-  * options: the same, with starts repaired to meet the options, plus (with
-    ``max_models``) the option-free answer on the K models with the largest single cells.
+  * per-model scope: each model's largest lone cell first (``single_cell_sizes``); models
+    under ``min_cell`` are dropped (they can only stay empty). The bound is the smaller of
+    the lone-cell bound (``conflict_bound``: each floor exact, contested inputs counted
+    once, ``max_models`` = K seen) and the Lagrangian (floors relaxed, options ignored;
+    skipped when an option-free partition shows it cannot be the smaller). Partitions:
+    rounding from the Lagrangian multipliers, repaired to meet the options, filled, each
+    cell re-formed as the largest its model can hold from the inputs the others leave;
+    with ``max_models`` also the same on the K models with the largest lone cells. Then,
+    where affordable (at most ``MILP_MAX_INPUTS`` inputs), the MILP (highspy,
+    warm-started, at most ``budget`` branch-and-bound nodes) to close the gap;
+  * options with the global scope: the closed form's bound, starts repaired to meet them.
+
+Before anything big is built, the memory it needs is estimated
+(``solver.memory``) and the solve refused with ``MemoryEstimateError`` (a
+ValueError) when it exceeds what the machine has available. The data keeps its float type
+(float32 stays float32; other types become float64).
 
 Every partition is checked against the constraints (``solver.verify``) and repaired if a
 solver's tolerance let a violation through, before it is returned. Every solver bound is
@@ -39,15 +50,19 @@ import numpy as np
 from solver.backends import check_solver_name
 from solver.certificate import Certificate, floor_bound
 from solver.feasibility import SCOPES, TOL
+from solver.memory import MemoryEstimateError, check_per_input_memory
 from solver.per_input_bounds import (
     closed_form_global,
+    conflict_bound,
     lagrangian_dual,
+    options_bounds,
     relaxation_bound,
     round_from_duals,
+    single_cell_sizes,
     tie_break_eps,
 )
 from solver.per_input_milp import MilpResult, allowed_models, milp_highs, milp_pulp
-from solver.per_input_repair import better, fill, repair
+from solver.per_input_repair import better, fill, reoptimize_cells, repair, settle
 from solver.verify import partition_problems, screen_start
 
 METHODS = ("auto", "ilp")
@@ -122,7 +137,22 @@ def _validate(
     min_cell: int,
     budget: int | None,
 ) -> np.ndarray:
-    a = np.asarray(a, dtype=np.float64)
+    a = np.asarray(a)
+    if a.ndim == 2 and method in METHODS:
+        # Refuse before converting or building anything (MemoryEstimateError). "ilp" builds
+        # the PuLP model; "auto" at least the Lagrangian oracle (its MILP phase is checked
+        # again where it would start, and skipped, not refused, when it does not fit).
+        check_per_input_memory(
+            a.shape[0],
+            a.shape[1],
+            "pulp" if method == "ilp" else "lagrangian",
+            itemsize=a.itemsize if a.dtype in (np.float32, np.float64) else 8,
+            converted=a.dtype not in (np.float32, np.float64),
+        )
+    if a.dtype not in (np.float32, np.float64):
+        # float32 stays float32 (no float64 copy of a big matrix); the sums that decide
+        # the floor are taken in float64 on the few entries they need.
+        a = a.astype(np.float64)
     if a.ndim != 2:
         raise ValueError(f"a must be a 2-D array [n inputs, M models], got shape {a.shape}")
     if not np.all(np.isfinite(a)) or (a.size and (a.min() < 0.0 or a.max() > 1.0)):
@@ -157,37 +187,62 @@ def _strength(assign: np.ndarray) -> int:
 # ---------------------------------------------------------------------------------------
 
 
-def single_cell_sizes(a: np.ndarray, floor: float) -> np.ndarray:
-    """The largest cell each model can hold alone: its IIA column sorted, the longest
-    prefix meeting the floor (the closed form on one column)."""
-    return np.array(
-        [_strength(closed_form_global(a[:, [m]], floor)) for m in range(a.shape[1])],
-        dtype=np.int64,
-    )
-
-
 def top_models_start(
-    a: np.ndarray, floor: float, scope: str, max_models: int, min_cell: int
+    a: np.ndarray,
+    floor: float,
+    scope: str,
+    max_models: int,
+    min_cell: int,
+    sizes: np.ndarray | None = None,
+    cols: np.ndarray | None = None,
 ) -> np.ndarray | None:
     """With ``max_models`` = K: the option-free answer on the K models with the largest
     single cells, repaired to meet ``min_cell`` and filled. Cutting a partition over all
     models down to its K biggest cells loses the inputs the other cells held; this start
-    spreads the inputs over the K strongest models from the beginning."""
-    sizes = single_cell_sizes(a, floor)
-    keep = np.argsort(-sizes, kind="stable")[:max_models]
-    keep = np.sort(keep[sizes[keep] > 0])
+    spreads the inputs over the K strongest models from the beginning. ``sizes``: the lone
+    cell sizes of the models ``cols`` (None: computed here, over all models)."""
+    if cols is None:
+        cols = np.arange(a.shape[1])
+    if sizes is None:
+        sizes = single_cell_sizes(a, floor, cols)
+    order = np.argsort(-sizes, kind="stable")[:max_models]
+    keep = np.sort(cols[order[sizes[order] > 0]])
     if len(keep) == 0:
         return None
-    sub = np.ascontiguousarray(a[:, keep])
     if scope == "global":
-        base = closed_form_global(sub, floor)
+        base = closed_form_global(np.ascontiguousarray(a[:, keep]), floor)
+        base = np.where(base >= 0, keep[np.maximum(base, 0)], -1).astype(np.int64)
     else:
         eps = tie_break_eps(a.shape[0])
-        _, mu, _ = lagrangian_dual(sub, floor, eps, deadline=None, max_iter=START_BUNDLE_ITER)
-        base = round_from_duals(sub, np.arange(len(keep)), floor, eps, mu)
-    mapped = np.where(base >= 0, keep[np.maximum(base, 0)], -1).astype(np.int64)
-    fixed = repair(a, mapped, floor, scope, max_models, min_cell)
-    return fill(a, fixed, floor, scope, max_models, min_cell)
+        _, mu, _ = lagrangian_dual(
+            a, floor, eps, deadline=None, max_iter=START_BUNDLE_ITER, cols=keep
+        )
+        base = round_from_duals(a, keep, floor, eps, mu)
+    fixed = repair(a, base, floor, scope, max_models, min_cell)
+    return polish(
+        a, fill(a, fixed, floor, scope, max_models, min_cell), floor, scope, max_models, min_cell
+    )
+
+
+def polish(
+    a: np.ndarray,
+    assign: np.ndarray,
+    floor: float,
+    scope: str,
+    max_models: int | None,
+    min_cell: int,
+) -> np.ndarray:
+    """Per-model floor: re-form each cell as the largest its model can hold from the inputs
+    the others leave (``reoptimize_cells``; never smaller, so still feasible). Without the
+    options every model that can reach the floor may open a cell; with them only the open
+    cells are re-formed (a new cell could break ``max_models`` or ``min_cell``)."""
+    if scope != "per-model":
+        return assign
+    if max_models is None and min_cell <= 1:
+        models = np.flatnonzero(allowed_models(a, floor, scope))
+    else:
+        models = np.unique(assign[assign >= 0])
+    return reoptimize_cells(a, assign, floor, models)
 
 
 def _heuristic(
@@ -198,32 +253,48 @@ def _heuristic(
     min_cell: int,
     warm_start: np.ndarray | None,
     mu: np.ndarray | None = None,
+    cols: np.ndarray | None = None,
+    sizes: np.ndarray | None = None,
+    top: bool = True,
 ) -> np.ndarray:
     """A quick feasible partition meeting the options: the best of the option-free
-    structured answer (closed form or Lagrangian rounding) repaired and refilled, the
-    top-K-models start (with ``max_models``), and the (screened, feasible) warm start
-    refilled."""
+    structured answer (closed form or Lagrangian rounding, on the models ``cols`` with
+    the multipliers ``mu`` when given) repaired and refilled, the top-K-models start
+    (with ``max_models``; ``sizes``: the lone cell sizes of ``cols``), and the (screened,
+    feasible) warm start refilled."""
     if scope == "global":
         base = closed_form_global(a, floor)
     else:
-        cols = np.flatnonzero(allowed_models(a, floor, scope))
+        if cols is None:
+            # ``mu``, when given, belongs to these columns (``relaxation_bound``'s).
+            cols = np.flatnonzero(allowed_models(a, floor, scope))
         if len(cols) == 0:
             base = np.full(a.shape[0], -1, dtype=np.int64)
         else:
             if mu is None:
                 _, mu, _ = lagrangian_dual(
-                    a[:, cols],
+                    a,
                     floor,
                     tie_break_eps(a.shape[0]),
                     deadline=None,
                     max_iter=START_BUNDLE_ITER,
+                    cols=cols,
                 )
             base = round_from_duals(a, cols, floor, tie_break_eps(a.shape[0]), mu)
     cand = fill(
         a, repair(a, base, floor, scope, max_models, min_cell), floor, scope, max_models, min_cell
     )
-    if max_models is not None and max_models > 0:
-        cand = better(a, cand, top_models_start(a, floor, scope, max_models, min_cell))
+    cand = polish(a, cand, floor, scope, max_models, min_cell)
+    # The top-K start differs from the one above only when more than K models are in play.
+    # ``top`` False: the caller has it already.
+    if (
+        top
+        and max_models is not None
+        and max_models > 0
+        and (sizes is None or len(sizes) > max_models)
+    ):
+        start_k = top_models_start(a, floor, scope, max_models, min_cell, sizes, cols)
+        cand = better(a, cand, start_k)
     if warm_start is not None:
         cand = better(a, cand, fill(a, warm_start, floor, scope, max_models, min_cell))
     return cand
@@ -265,10 +336,14 @@ def _tie_break(
         warm_start=assign,
         min_strength=strength,
     )
-    if solver is None:
-        res = milp_highs(a, floor, scope, node_limit=node_limit, **kwargs)
-    else:
-        res = milp_pulp(a, floor, scope, solver=solver, **kwargs)
+    try:
+        if solver is None:
+            res = milp_highs(a, floor, scope, node_limit=node_limit, **kwargs)
+        else:
+            res = milp_pulp(a, floor, scope, solver=solver, **kwargs)
+    except MemoryEstimateError as exc:
+        log.note(f"tie-break skipped: {exc}")
+        return assign
     if res.timed_out:
         # A partition the clock picked would differ between machines: keep the phase-1
         # partition (which the budget determines) instead.
@@ -304,10 +379,21 @@ def _finish(
     budget: int | None,
     time_limit: float | None,
 ) -> tuple[np.ndarray, Certificate]:
+    # On float32 data the verifier sums cells in float32, the searches in float64: drop the
+    # few inputs that a float32 sum would put under the floor (no-op on float64 data).
+    settled = settle(a, assign, floor, scope, min_cell)
+    if _strength(settled) < _strength(assign):
+        log.note(
+            f"settled: {_strength(assign) - _strength(settled)} inputs dropped so that the "
+            "verifier's own sums meet the floor"
+        )
+        assign = settled
     found = problems(a, assign, floor, scope, max_models, min_cell)
     if found:
         # A solver's tolerance let a violation through: repair rather than return it.
-        assign = repair(a, assign, floor, scope, max_models, min_cell)
+        assign = settle(
+            a, repair(a, assign, floor, scope, max_models, min_cell), floor, scope, min_cell
+        )
         log.note("repaired: " + "; ".join(found[:3]))
         found = problems(a, assign, floor, scope, max_models, min_cell)
         if found:  # pragma: no cover - repair always ends feasible
@@ -378,6 +464,72 @@ def _solve_ilp(a, floor, scope, solver, deadline, max_models, min_cell, warm, lo
     return assign, bound, solver
 
 
+def _per_model_start(
+    a: np.ndarray,
+    floor: float,
+    cols: np.ndarray,
+    deadline: float | None,
+    max_models: int | None,
+    min_cell: int,
+    warm: np.ndarray | None,
+    log: _Log,
+) -> tuple[float, np.ndarray]:
+    """Per-model floor: (a proven bound, a feasible partition) without any MILP.
+
+    The bound is the smaller of the lone-cell bound (``conflict_bound``: each model's floor
+    exact, contested inputs counted once, ``max_models`` seen) and the Lagrangian (floors
+    relaxed, options ignored), both on the models that can hold ``min_cell`` inputs alone
+    (the others can only stay empty). With ``max_models`` = K below the models left, the
+    top-K start comes first; spreading the other models' lone cells over the inputs it
+    leaves gives an option-free partition, whose strength no Lagrangian value can be under
+    (each bounds the option-free optimum): once that reaches the lone-cell bound, the
+    Lagrangian over all models cannot lower the bound and is skipped."""
+    n = a.shape[0]
+    empty = np.full(n, -1, dtype=np.int64)
+    if len(cols) == 0:
+        return 0.0, empty
+    sizes = single_cell_sizes(a, floor, cols)
+    keep, _ = options_bounds(sizes, max_models, min_cell)
+    if len(keep) < len(cols):
+        log.note(
+            f"{len(cols) - len(keep)} of {len(cols)} models cannot hold {min_cell} "
+            "inputs alone: left empty"
+        )
+    cols, sizes = cols[keep], sizes[keep]
+    if len(cols) == 0:
+        return 0.0, empty
+    bound, priced = conflict_bound(a, floor, cols, max_models, deadline=deadline)
+    log.note(f"lone-cell bound {bound:.0f} ({priced} contested inputs counted once)")
+    assign = None
+    run_lagrangian = True
+    if max_models is not None and max_models < len(cols):
+        assign = top_models_start(a, floor, "per-model", max_models, min_cell, sizes, cols)
+        if assign is not None:
+            free_part = reoptimize_cells(a, assign, floor, cols, sweeps=1)
+            if _strength(free_part) >= floor_bound(bound):
+                run_lagrangian = False
+                log.note(
+                    f"lagrangian skipped: an option-free partition of {_strength(free_part)} "
+                    "inputs shows it cannot be below the lone-cell bound"
+                )
+    if run_lagrangian:
+        lag, mu, stats = lagrangian_dual(a, floor, tie_break_eps(n), deadline=deadline, cols=cols)
+        log.note(
+            f"lagrangian: {stats.get('iterations', 0)} bundle iterations ({stats['stop']}), "
+            f"bound {lag:.4f}"
+        )
+        if stats["stop"] == "time":
+            log.capped.append("Lagrangian bound")
+        bound = min(bound, lag)
+        cand = _heuristic(
+            a, floor, "per-model", max_models, min_cell, warm, mu, cols, sizes, top=assign is None
+        )
+        assign = better(a, assign, cand)
+    elif warm is not None:
+        assign = better(a, assign, fill(a, warm, floor, "per-model", max_models, min_cell))
+    return bound, assign
+
+
 def _solve_auto(a, floor, scope, deadline, max_models, min_cell, warm, budget, log):
     n = a.shape[0]
     options = max_models is not None or min_cell > 1
@@ -387,17 +539,12 @@ def _solve_auto(a, floor, scope, deadline, max_models, min_cell, warm, budget, l
         return assign, float(_strength(assign)), "closed-form"
     cols = np.flatnonzero(allowed_models(a, floor, scope))
     n_vars = n * len(cols)
-    bound, mu, stats = relaxation_bound(a, floor, scope, deadline)
     if scope == "per-model":
-        log.note(
-            f"lagrangian: {stats.get('iterations', 0)} bundle iterations ({stats['stop']}), "
-            f"bound {bound:.4f}"
-        )
-        if stats["stop"] == "time":
-            log.capped.append("Lagrangian bound")
+        bound, assign = _per_model_start(a, floor, cols, deadline, max_models, min_cell, warm, log)
     else:
+        bound, mu, _ = relaxation_bound(a, floor, scope, deadline)
         log.note("bound: closed form without options")
-    assign = _heuristic(a, floor, scope, max_models, min_cell, warm, mu)
+        assign = _heuristic(a, floor, scope, max_models, min_cell, warm, mu)
     solver = "lagrangian" if scope == "per-model" else "closed-form"
     # The exact MILP where it is affordable; at scale only with options (which the
     # Lagrangian does not see) and only under a time limit.
@@ -412,17 +559,23 @@ def _solve_auto(a, floor, scope, deadline, max_models, min_cell, warm, budget, l
         remaining = _remaining(deadline)
         if remaining is None:
             remaining = AUTO_MILP_SECONDS
+        res = None
         if remaining > 0.05:
-            res = milp_highs(
-                a,
-                floor,
-                scope,
-                time_limit=remaining,
-                max_models=max_models,
-                min_cell=min_cell,
-                warm_start=assign,
-                node_limit=budget,
-            )
+            try:
+                res = milp_highs(
+                    a,
+                    floor,
+                    scope,
+                    time_limit=remaining,
+                    max_models=max_models,
+                    min_cell=min_cell,
+                    warm_start=assign,
+                    node_limit=budget,
+                )
+            except MemoryEstimateError as exc:
+                # "auto" chooses: without room for the MILP, the Lagrangian answer stands.
+                log.note(f"milp: skipped, {exc}")
+        if res is not None:
             solver = "highs"
             log.note(f"milp: {res.status}")
             if res.timed_out:
@@ -433,7 +586,7 @@ def _solve_auto(a, floor, scope, deadline, max_models, min_cell, warm, budget, l
                     cand = repair(a, cand, floor, scope, max_models, min_cell)
                 assign = better(a, assign, cand)
             bound = log.tighten(bound, res.bound, _strength(assign), "highs")
-        else:
+        elif remaining <= 0.05:
             log.capped.append("MILP (no time left)")
     if floor_bound(bound) <= _strength(assign) and n_vars <= MILP_MAX_VARS and affordable:
         assign = _tie_break(

@@ -29,6 +29,7 @@ import pulp
 
 from solver.backends import check_solver_name, highs_mip_bound, new_highs, solve_with_pulp
 from solver.feasibility import TOL
+from solver.memory import check_per_input_memory
 
 
 @dataclass
@@ -103,6 +104,8 @@ def milp_pulp(
     check_solver_name(solver)
 
     ok = allowed_models(a, floor, scope)
+    # Refuse before PuLP builds a Python object per variable (MemoryEstimateError).
+    check_per_input_memory(n, int(ok.sum()), "pulp", itemsize=a.itemsize)
     prob = pulp.LpProblem("per_input", pulp.LpMaximize)
     x: dict[tuple[int, int], pulp.LpVariable] = {}
     for m in np.flatnonzero(ok):
@@ -216,6 +219,8 @@ def milp_highs(
     cols = np.flatnonzero(ok)  # the models that get x columns
     k = len(cols)
     inf = highspy.kHighsInf
+    # Refuse before the column arrays and HiGHS's copies exist (MemoryEstimateError).
+    check_per_input_memory(n, k, "highs", itemsize=a.itemsize)
     if k == 0:
         return MilpResult(
             np.full(n, -1, dtype=np.int64),

@@ -48,10 +48,10 @@ from solver.data import (
     _read_fallback,
     _read_models,
     _resolve_candidates,
-    available_memory,
     read_npz,
 )
 from solver.feasibility import SCOPES, SEARCH_TOL, TOL, meets_floor
+from solver.memory import check_sparse_memory
 from solver.pairwise_search import SearchResult, _randint, _uniform
 from solver.verify import PartitionCheckError
 
@@ -409,85 +409,6 @@ def is_feasible_sparse(
     data, assignment: np.ndarray, floor: float, scope: str = "per-model"
 ) -> bool:
     return not sparse_partition_problems(data, assignment, floor, scope)
-
-
-# ----------------------------------------------------------------------------------------------
-# Memory estimates: refuse before building what cannot fit.
-
-
-class MemoryEstimateError(ValueError):
-    """A solve whose estimated memory exceeds what this machine has available."""
-
-
-# The dense pairwise path holds w [M, n, n] float64 several times over at its peak: the
-# caller's array, PairwiseIIA's validated copy and its symmetry check's temporaries (w − wᵀ
-# and its abs), the candidates' copy, the search's and the bound's working copies. Measured
-# (peak RSS of Solver(semantics="pairwise").solve, M = 8, random w): 10.1 copies' worth at
-# n = 1000 and 7.6 at n = 2000, i.e. 6.8 copies per extra 8·M·n² bytes plus a fixed ~0.4 GiB
-# of libraries; 7 copies.
-DENSE_COPIES = 7
-# Bytes per (input, model) entry of the sparse path's per-input state (sums s and partner
-# counts d, each held for the walk, the repaired copy and spares) and of the bound's LP
-# (HiGHS holds a column, two nonzeros and its factor per entry; 512 is generous).
-_SPARSE_STATE_BYTES = 6 * 16
-_LP_BYTES = 512
-
-
-def dense_pairwise_bytes(n_inputs: int, n_models: int) -> int:
-    """Estimated peak bytes of the dense pairwise path (``PairwiseIIA`` [M, n, n] float64 and
-    the search and bound on it): ``DENSE_COPIES`` · 8 · M · n²."""
-    return DENSE_COPIES * 8 * int(n_models) * int(n_inputs) ** 2
-
-
-def sparse_pairwise_bytes(n_inputs: int, n_pairs: int, n_models: int) -> int:
-    """Estimated peak bytes of ``solve_pairwise_sparse``: the pairs and weights (validated
-    copy and float64 working copy), the CSR adjacency (both directions: indices and M
-    weights per entry), the search state, and the bound's LP."""
-    n, p, m = int(n_inputs), int(n_pairs), int(n_models)
-    data = p * 2 * 8 + 2 * m * p * 8
-    csr = (n + 1) * 8 + 2 * p * 8 + 2 * m * p * 8
-    state = m * n * _SPARSE_STATE_BYTES + 16 * n * 8 + 4 * p * 8
-    bound = m * n * _LP_BYTES + 4 * m * p * 8
-    return data + csr + state + bound
-
-
-def check_memory(needed: int, what: str, fix: str, available: int | None = None) -> None:
-    """Raise MemoryEstimateError when ``needed`` bytes exceed the memory available now."""
-    have = available_memory() if available is None else int(available)
-    if needed > have:
-        raise MemoryEstimateError(
-            f"{what} needs an estimated {needed / 2**30:.2f} GiB ({needed:,} bytes), more than "
-            f"the {have / 2**30:.2f} GiB available here; {fix}"
-        )
-
-
-def check_dense_memory(n_inputs: int, n_models: int, available: int | None = None) -> int:
-    """The dense pairwise path's estimate in bytes; MemoryEstimateError when it does not fit."""
-    needed = dense_pairwise_bytes(n_inputs, n_models)
-    check_memory(
-        needed,
-        f"the dense pairwise path at n = {n_inputs:,} inputs and M = {n_models} models "
-        f"(w [M, n, n] float64, {DENSE_COPIES} copies at its peak)",
-        "give the scored pairs as a sparse tensor (SparsePairwiseIIA: only the pairs your "
-        "design scored), or solve fewer inputs",
-        available,
-    )
-    return needed
-
-
-def check_sparse_memory(
-    n_inputs: int, n_pairs: int, n_models: int, available: int | None = None
-) -> int:
-    """The sparse path's estimate in bytes; MemoryEstimateError when it does not fit."""
-    needed = sparse_pairwise_bytes(n_inputs, n_pairs, n_models)
-    check_memory(
-        needed,
-        f"the sparse pairwise solve at n = {n_inputs:,} inputs, P = {n_pairs:,} scored pairs "
-        f"and M = {n_models} models",
-        "score fewer pairs per input, solve fewer inputs or models, or use a larger machine",
-        available,
-    )
-    return needed
 
 
 # ----------------------------------------------------------------------------------------------

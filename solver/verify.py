@@ -38,7 +38,9 @@ def cell_iia_per_input(a: np.ndarray, assignment: np.ndarray) -> dict[int, tuple
     out = {}
     for m in np.unique(assignment[assignment >= 0]):
         cell = np.flatnonzero(assignment == m)
-        out[int(m)] = (float(a[cell, m].sum()), len(cell))
+        # Summed in float64 whatever the data's type: float32 sums over cells of thousands
+        # drift by ~1e-4, enough to flip a verdict at the floor.
+        out[int(m)] = (float(a[cell, m].sum(dtype=np.float64)), len(cell))
     return out
 
 

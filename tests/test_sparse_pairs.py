@@ -8,16 +8,18 @@ import pytest
 from conftest import random_pairwise
 
 from solver import IIADataError, PairwiseIIA, PartitionCheckError, check_partition, load_iia
-from solver.sparse_pairs import (
+from solver.memory import (
     MemoryEstimateError,
+    check_dense_memory,
+    check_sparse_memory,
+    dense_pairwise_bytes,
+)
+from solver.sparse_pairs import (
     SparsePairwiseIIA,
     UnmeasuredCellError,
     cell_iia_sparse,
     cell_pair_sums_sparse,
-    check_dense_memory,
     check_partition_sparse,
-    check_sparse_memory,
-    dense_pairwise_bytes,
     greedy_pairwise_sparse,
     is_feasible_sparse,
     search_pairwise_sparse,
@@ -379,10 +381,10 @@ def test_cli_solves_a_sparse_file(tmp_path, capsys):
 @pytest.mark.integration
 def test_dense_solve_refused_before_building_when_memory_is_short(monkeypatch):
     # The machine's free memory cannot be made small for real: the reading is replaced.
-    import solver.sparse_pairs as sparse_pairs
+    import solver.data
     from solver import Solver
 
-    monkeypatch.setattr(sparse_pairs, "available_memory", lambda: 10_000)
+    monkeypatch.setattr(solver.data, "available_memory", lambda: 10_000)
     dense = PairwiseIIA(random_pairwise(np.random.default_rng(0), 2, 12, p_one=0.7), ("a", "b"))
     with pytest.raises(MemoryEstimateError, match="sparse tensor"):
         Solver().solve(dense, 0.9)
