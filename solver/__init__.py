@@ -7,6 +7,7 @@ or ``service``.
 from solver.api import Solver, SolverConfigError, frontier, solve
 from solver.certificate import Certificate
 from solver.data import IIADataError, PairwiseIIA, PerInputIIA, load_iia
+from solver.memory import MemoryEstimateError
 from solver.result import Frontier, Partition
 from solver.sparse_pairs import SparsePairwiseIIA
 from solver.verify import PartitionCheckError, check_partition
@@ -15,6 +16,7 @@ __all__ = [
     "Certificate",
     "Frontier",
     "IIADataError",
+    "MemoryEstimateError",
     "PairwiseIIA",
     "Partition",
     "PartitionCheckError",
