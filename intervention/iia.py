@@ -110,6 +110,26 @@ def pairwise_from_successes(
     return PairwiseIIA(w, tuple(models), fallback)
 
 
+def sparse_from_successes(
+    design: PairDesign, successes: Sequence[np.ndarray], models: Sequence[str], fallback: str | None
+):
+    """The sparse pair tensor (``solver.SparsePairwiseIIA``) from successes over a sampled
+    design: one entry per unordered pair {i, j} the design scored, however many times and from
+    which end it was drawn, w = ½(s(i←j) + s(j←i)) (each pair is scored in both directions).
+    Pairs the design did not score are absent, never zero."""
+    from solver.sparse_pairs import SparsePairwiseIIA
+
+    if design.partners is None:
+        raise ValueError("the sparse pair tensor is for sampled designs; all pairs give the dense")
+    n, half = design.n_inputs, design.n_inputs * design.partners
+    i, j = design.base[:half], design.source[:half]
+    lo, hi = np.minimum(i, j), np.maximum(i, j)
+    _, first = np.unique(lo * n + hi, return_index=True)
+    pairs = np.stack([lo[first], hi[first]], axis=1)
+    weights = np.stack([(s[:half].astype(float) + s[half:])[first] / 2 for s in successes])
+    return SparsePairwiseIIA(pairs, weights, tuple(models), n, fallback)
+
+
 def per_input_from_successes(
     design: PairDesign,
     successes: Sequence[np.ndarray],

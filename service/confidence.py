@@ -12,7 +12,7 @@ import hashlib
 import numpy as np
 
 from service.spec import SpecError
-from solver import PerInputIIA
+from solver import PerInputIIA, SparsePairwiseIIA
 from solver.intervals import (
     OUTCOMES_PER_PAIR,
     at_lower_bound,
@@ -92,6 +92,8 @@ def interval_report(
             "interval).",
         }
     level = DEFAULT_CONFIDENCE if confidence is None else confidence
+    if isinstance(data, SparsePairwiseIIA):
+        return _cell_intervals(frontier, combined, data, edge, level, partners)
     low = lower_bounds(data, edge, level)
     _, trials = outcomes(data, edge)
     typical = int(np.median(trials))
@@ -129,6 +131,47 @@ def interval_report(
         "solved_on": "lower bound" if confidence is not None else "estimate",
         "note": note,
     }
+
+
+def _cell_intervals(frontier, combined, data, edge: str, level: float, partners: int) -> dict:
+    """``interval_report`` for pairwise semantics over sampled partners: a cell's IIA is a mean
+    over the scored pairs inside it, so each cell gets the Wilson lower bound of that mean,
+    its outcomes being the pairs' directions (edge mean: two per pair) or the pairs (edge
+    both), under ``cell_lower_bounds`` (a model's cells by number with several per model)."""
+    from solver.sparse_pairs import cell_pair_sums_sparse
+
+    read = data.both_edges() if edge == "both" else data
+    per_pair = OUTCOMES_PER_PAIR[edge]
+    for entry, result in zip(frontier, combined.results):
+        cells = {}
+        cell = result.cell if result.cell is not None else np.where(result.assignment >= 0, 0, -1)
+        for m, name in enumerate(result.models):
+            numbers = np.unique(cell[result.assignment == m])
+            for c in numbers:
+                # The cell alone, as model 0 of a one-model tensor holding its column.
+                held = np.where((result.assignment == m) & (cell == c), 0, -1)
+                column = read.weights[[read.models.index(name)]]
+                total, count = cell_pair_sums_sparse(read.pairs, column, held)[0]
+                trials = per_pair * count
+                low, _ = wilson_interval(round(total * per_pair), trials, level)
+                label = name if len(numbers) == 1 and result.cell is None else f"{name}#{c}"
+                cells[label] = {
+                    "iia": round(total / count, 4) if count else None,
+                    "lower": round(float(low), 4),
+                    "pairs": int(count),
+                }
+        entry["cell_lower_bounds"] = cells
+    note = (
+        f"With {partners} partners drawn per input, each cell's IIA is the mean over the scored "
+        f"pairs inside it; its {_percent(level)} Wilson lower bound counts "
+        + (
+            "both directions of each pair as separate draws. "
+            if edge == "mean"
+            else "one outcome per pair, both directions succeeding. "
+        )
+        + "The solve used the estimates."
+    )
+    return {"confidence": level, "solved_on": "estimate", "per_cell": True, "note": note}
 
 
 def no_intervention_baselines(task, models, design) -> dict[str, float]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from service.rules import partition_rules
-from solver import Frontier, PairwiseIIA
+from solver import Frontier, PairwiseIIA, SparsePairwiseIIA
 
 
 def build_report(
@@ -104,7 +104,8 @@ def site_iia(columns: list[dict], alignment_table: list[dict], data) -> dict:
     held = {(r["site"], r["candidate"]): r["held_out_iia"] for r in alignment_table}
     matrix = None
     if data is not None:
-        matrix = data.to_per_input() if isinstance(data, PairwiseIIA) else data
+        pairwise = isinstance(data, PairwiseIIA | SparsePairwiseIIA)
+        matrix = data.to_per_input() if pairwise else data
     out: dict[str, dict] = {}
     for c in columns:
         mean = None
@@ -265,6 +266,15 @@ def _interval_lines(report: dict) -> list[str]:
         return []
     lines = [intervals["note"]]
     if intervals.get("confidence") is None:
+        return lines
+    if intervals.get("per_cell"):  # pairwise over sampled partners: one bound per cell
+        lines.append(f"cell IIA lower bounds at {intervals['confidence']:g} (scored pairs):")
+        for r in report["frontier"]:
+            cells = "; ".join(
+                f"{name} {b['lower']:.3f} ({b['pairs']})"
+                for name, b in r.get("cell_lower_bounds", {}).items()
+            )
+            lines.append(f"  floor {r['floor']:.3f}: {cells or '-'}")
         return lines
     lines.append(f"lower bounds at {intervals['confidence']:g} per cell (min/mean):")
     for r in report["frontier"]:

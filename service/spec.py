@@ -797,11 +797,16 @@ class JobSpec(Strict):
     @model_validator(mode="after")
     def _design_fits_task(self):
         n = self.task.n_inputs()
-        if self.solve.semantics == "pairwise" and self.pairs.design != "all":
-            # The pairwise tensor needs every pair; found here, not after all the training.
+        if (
+            self.solve.semantics == "pairwise"
+            and self.pairs.design != "all"
+            and self.solve.method == "ilp"
+        ):
+            # Sampled partners give the sparse pair tensor; found here, not after training.
             raise ValueError(
-                "solve.semantics = 'pairwise' needs pairs.design = 'all'; set it, or use "
-                "solve.semantics = 'per-input' with sampled partners"
+                "solve.method = 'ilp' has no exact program over sampled partners (the sparse "
+                "pair tensor): use solve.method = 'auto' (search and proven bound) or 'greedy', "
+                "or pairs.design = 'all'"
             )
         problem = (
             all_pairs_problem(n)

@@ -454,12 +454,20 @@ def scoring_stage(ctx: JobContext, design, aligned: Alignments, executor):
 
 def iia_stage(ctx: JobContext, names: list[str], design, successes, success_keys):
     """The solver's data from the successes, one column per name (a candidate at a site): the
-    pairwise tensor (all pairs) or the per-input matrix (sampled partners). The fallback is
-    not among its models."""
-    from intervention.iia import pairwise_from_successes, per_input_from_successes
+    pairwise tensor (all pairs), the sparse pair tensor (sampled partners, pairwise semantics)
+    or the per-input matrix (sampled partners). The fallback is not among its models."""
+    from intervention.iia import (
+        pairwise_from_successes,
+        per_input_from_successes,
+        sparse_from_successes,
+    )
 
     edge = ctx.spec.solve.edge
-    if design.partners is None:
+    if design.partners is not None and ctx.spec.solve.semantics == "pairwise":
+        # Only the scored pairs, in the paper's mean; the solver reads it with either edge.
+        k = iia_key(success_keys, names, {**design_content(design), "tensor": "sparse"})
+        data = sparse_from_successes(design, successes, names, None)
+    elif design.partners is None:
         # The pairwise tensor in the paper's mean; the solver reads it with either edge.
         k = iia_key(success_keys, names, design_content(design))
         data = pairwise_from_successes(design, successes, names, None)
@@ -554,7 +562,7 @@ def settled_frontier(frontier, data, spec: JobSpec):
 
 def solver_options(spec: JobSpec, data) -> dict:
     """The solver's settings from the spec's [solve], for ``data``."""
-    from solver import PairwiseIIA
+    from solver import PairwiseIIA, SparsePairwiseIIA
 
     s = spec.solve
     return dict(
@@ -568,7 +576,7 @@ def solver_options(spec: JobSpec, data) -> dict:
         cells_per_model=s.cells_per_model,
         # The pairwise tensor holds the mean and is read with the edge here; per-input data
         # from sampled partners was built with it already (iia_stage).
-        edge=s.edge if isinstance(data, PairwiseIIA) else "mean",
+        edge=s.edge if isinstance(data, PairwiseIIA | SparsePairwiseIIA) else "mean",
     )
 
 
@@ -582,8 +590,6 @@ def solve_stage(
     from solver import Solver
 
     s = ctx.spec.solve
-    if s.semantics == "pairwise" and ctx.spec.pairs.design != "all":
-        raise SpecError("solve.semantics = 'pairwise' needs pairs.design = 'all'")
     # solve.confidence: the solver reads each entry's Wilson lower bound (``service.confidence``).
     data = solve_data(data, s.semantics, ctx.spec.pairs.design, s.edge, s.confidence)
     kwargs = solver_options(ctx.spec, data)

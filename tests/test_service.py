@@ -15,6 +15,8 @@ import pytest
 from service.cli import main
 from service.pipeline import run
 from service.spec import SpecError, load_spec, parse_spec
+from solver import SparsePairwiseIIA, load_iia
+from solver.cells import check_cells
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "arithmetic-small.toml"
 
@@ -165,6 +167,32 @@ def test_pipeline_in_process_end_to_end_and_resume(tmp_path, capsys, network_dir
     for a, b in zip(again["frontier"], bounded["frontier"]):
         if a["certificate"]["status"] == "optimal":
             assert b["strength"] <= a["strength"]
+
+
+@pytest.mark.integration
+def test_pairwise_semantics_on_sampled_partners_solves_the_scored_pairs(tmp_path, network_dir):
+    spec = _small(tmp_path, network_dir, mode="in-process", shard_size=1000)
+    spec = spec.model_copy(
+        update={
+            "solve": spec.solve.model_copy(update={"semantics": "pairwise", "cells_per_model": 2})
+        }
+    )
+    report = run(spec, log=lambda s: None)
+    stored = load_iia(next(spec.results_dir().glob("iia-*.npz")))
+    assert isinstance(stored, SparsePairwiseIIA) and stored.models == tuple(report["models"])
+    # 1000 inputs, 4 partners each, both directions: at most 4000 unordered pairs.
+    assert 0 < stored.n_pairs <= 4000
+    for point in report["frontier"]:
+        assert len(point["cell"]) == len(point["assignment"]) == 1000
+        check = np.array(
+            [-1 if m is None else report["models"].index(m) for m in point["assignment"]]
+        )
+        cell = np.array([-1 if c is None else c for c in point["cell"]])
+        check_cells(stored, check, cell, point["floor"], 2)  # every cell over scored pairs
+        for bound in point["cell_lower_bounds"].values():
+            assert 0 <= bound["lower"] <= bound["iia"] and bound["pairs"] >= 1
+    assert report["intervals"]["per_cell"] and "scored pairs" in report["intervals"]["note"]
+    assert main(["report", str(spec.results_dir())]) == 0
 
 
 @pytest.mark.integration

@@ -111,9 +111,12 @@ def test_names_are_plain_folder_names_to_the_end(name):
 
 @pytest.mark.unit
 def test_solve_settings_the_solver_would_refuse_only_after_training():
+    # Sampled partners under pairwise semantics: the sparse pair tensor, which has no exact
+    # program.
+    assert parse_spec(_base(solve={"semantics": "pairwise"})).solve.semantics == "pairwise"
     _refused(
-        _base(solve={"semantics": "pairwise"}),
-        "solve.semantics = 'pairwise' needs pairs.design = 'all'",
+        _base(solve={"semantics": "pairwise", "method": "ilp"}),
+        "solve.method = 'ilp' has no exact program over sampled partners",
     )
     _refused(
         _base(solve={"semantics": "pairwise", "max_models": 2}, pairs={"design": "all"}),
