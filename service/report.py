@@ -269,18 +269,11 @@ def _interval_lines(report: dict) -> list[str]:
         return lines
     if intervals.get("per_cell"):  # pairwise over sampled partners: one bound per cell
         lines.append(f"cell IIA lower bounds at {intervals['confidence']:g} (scored pairs):")
-        for r in report["frontier"]:
-            cells = "; ".join(
-                f"{name} {b['lower']:.3f} ({b['pairs']})"
-                for name, b in r.get("cell_lower_bounds", {}).items()
-            )
-            lines.append(f"  floor {r['floor']:.3f}: {cells or '-'}")
-        return lines
-    lines.append(f"lower bounds at {intervals['confidence']:g} per cell (min/mean):")
+        key, shown = "cell_lower_bounds", lambda b: f"{b['lower']:.3f} ({b['pairs']})"
+    else:
+        lines.append(f"lower bounds at {intervals['confidence']:g} per cell (min/mean):")
+        key, shown = "lower_bounds", lambda b: f"{b['min']:.3f}/{b['mean']:.3f}"
     for r in report["frontier"]:
-        cells = "; ".join(
-            f"{name} {b['min']:.3f}/{b['mean']:.3f}"
-            for name, b in r.get("lower_bounds", {}).items()
-        )
+        cells = "; ".join(f"{name} {shown(b)}" for name, b in r.get(key, {}).items())
         lines.append(f"  floor {r['floor']:.3f}: {cells or '-'}")
     return lines

@@ -256,9 +256,10 @@ def settle(
 
     The searches decide in float64 from their own running sums; the verifier sums each
     cell afresh (in float64), so a cell filled to a slack of ~0 can pass in one order of
-    summation and fail in the other. This redoes the verifier's sums exactly (the same rows in the same order, summed the
-    same way) and drops the lowest entry of each cell that fails (for a global floor, the
-    lowest assigned entry), emptying cells that fall under ``min_cell``, until none fails.
+    summation and fail in the other. This redoes the verifier's sums exactly (the same rows
+    in the same order, summed the same way) and drops the lowest entry of each cell that
+    fails (for a global floor, the lowest assigned entry), emptying cells that fall under
+    ``min_cell``, until none fails.
     A partition that passes already is returned unchanged."""
     assign = assign.astype(np.int64, copy=True)
     for _ in range(len(assign) + 1):

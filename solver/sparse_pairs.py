@@ -52,7 +52,7 @@ from solver.data import (
 )
 from solver.feasibility import SCOPES, SEARCH_TOL, TOL, meets_floor
 from solver.memory import check_sparse_memory
-from solver.pairwise_search import SearchResult, _randint, _uniform
+from solver.pairwise_search import SearchResult, _penalty, _randint, _uniform
 from solver.verify import PartitionCheckError
 
 MIN_SCORED_PAIRS = 1  # a cell needs at least this many scored pairs inside to have an IIA
@@ -743,13 +743,6 @@ def _repair(indptr, nbr, ew, floor, glob, a, s, d, k, ps, pc, z, stack, cand, cg
 
 
 @njit(cache=True)
-def _shortfall_cost(slack, norm, pen, reward):
-    if slack < 0.0:
-        return -pen * slack / norm
-    return -reward * slack / norm
-
-
-@njit(cache=True)
 def _cell_cost(m, k, ps, pc, z, floor, pen, penz, reward):
     # Penalised cost of cell m. Slack is normalised by pc / k (half the mean number of scored
     # partners inside): one input's worth of mean weight, as (k - 1) / 2 in the dense search.
@@ -757,7 +750,7 @@ def _cell_cost(m, k, ps, pc, z, floor, pen, penz, reward):
         return 0.0
     cost = penz * z[m]
     if pc[m] > 0:
-        cost += _shortfall_cost(ps[m] - floor * pc[m], max(pc[m] / k[m], 0.5), pen, reward)
+        cost += _penalty(ps[m] - floor * pc[m], max(pc[m] / k[m], 0.5), pen, reward)
     return cost
 
 
@@ -773,8 +766,19 @@ def _global_cost(k, ps, pc, z, floor, pen, penz, reward):
         cnt += pc[m]
         nin += k[m]
     if cnt > 0:
-        cost += _shortfall_cost(tot, max(cnt / max(nin, 1), 0.5), pen, reward)
+        cost += _penalty(tot, max(cnt / max(nin, 1), 0.5), pen, reward)
     return cost
+
+
+@njit(cache=True)
+def _two_cells_cost(c, t, glob, k, ps, pc, z, floor, pen, penz):
+    # What a move between cells c and t can change: the pooled cost (global scope), or the
+    # two cells' own costs.
+    if glob:
+        return _global_cost(k, ps, pc, z, floor, pen, penz, _REWARD)
+    return _cell_cost(c, k, ps, pc, z, floor, pen, penz, _REWARD) + _cell_cost(
+        t, k, ps, pc, z, floor, pen, penz, _REWARD
+    )
 
 
 @njit(cache=True)
@@ -803,18 +807,10 @@ def _anneal(
             u = _randint(rng, n)
             t = a[u]
             if t != c:
-                if glob:
-                    before = _global_cost(k, ps, pc, z, floor, pen, penz, _REWARD)
-                else:
-                    before = _cell_cost(c, k, ps, pc, z, floor, pen, penz, _REWARD)
-                    before += _cell_cost(t, k, ps, pc, z, floor, pen, penz, _REWARD)
+                before = _two_cells_cost(c, t, glob, k, ps, pc, z, floor, pen, penz)
                 _move(indptr, nbr, ew, a, s, d, k, ps, pc, z, v, t)
                 _move(indptr, nbr, ew, a, s, d, k, ps, pc, z, u, c)
-                if glob:
-                    after = _global_cost(k, ps, pc, z, floor, pen, penz, _REWARD)
-                else:
-                    after = _cell_cost(c, k, ps, pc, z, floor, pen, penz, _REWARD)
-                    after += _cell_cost(t, k, ps, pc, z, floor, pen, penz, _REWARD)
+                after = _two_cells_cost(c, t, glob, k, ps, pc, z, floor, pen, penz)
                 delta = before - after
                 if not (delta >= 0.0 or _uniform(rng) < np.exp(delta / temp)):
                     _move(indptr, nbr, ew, a, s, d, k, ps, pc, z, u, t)
@@ -826,17 +822,9 @@ def _anneal(
             else:
                 t = _randint(rng, M + 1) - 1
             if t != c:
-                if glob:
-                    before = _global_cost(k, ps, pc, z, floor, pen, penz, _REWARD)
-                else:
-                    before = _cell_cost(c, k, ps, pc, z, floor, pen, penz, _REWARD)
-                    before += _cell_cost(t, k, ps, pc, z, floor, pen, penz, _REWARD)
+                before = _two_cells_cost(c, t, glob, k, ps, pc, z, floor, pen, penz)
                 _move(indptr, nbr, ew, a, s, d, k, ps, pc, z, v, t)
-                if glob:
-                    after = _global_cost(k, ps, pc, z, floor, pen, penz, _REWARD)
-                else:
-                    after = _cell_cost(c, k, ps, pc, z, floor, pen, penz, _REWARD)
-                    after += _cell_cost(t, k, ps, pc, z, floor, pen, penz, _REWARD)
+                after = _two_cells_cost(c, t, glob, k, ps, pc, z, floor, pen, penz)
                 delta = (1.0 if t >= 0 else 0.0) - (1.0 if c >= 0 else 0.0) + before - after
                 if not (delta >= 0.0 or _uniform(rng) < np.exp(delta / temp)):
                     _move(indptr, nbr, ew, a, s, d, k, ps, pc, z, v, c)
