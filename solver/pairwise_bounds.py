@@ -23,6 +23,18 @@ conflict-set cuts Σ_{v∈I} x_vm <= Σ_k min(|I|, t_θI(k))·u_mk, separated in
 randomised greedy search on the current LP point. Every round's LP keeps a subset of
 valid inequalities of the integer problem, so every round's optimum is a valid bound.
 
+(d) *Spectral size cap.* For a cell S of size k, x = 1_S has xᵀWx = 2·(pair sum) >=
+    λ·k(k − 1). With W = Σ_i λ_i u_i u_iᵀ (eigenvalues descending), xᵀWx = Σ_i λ_i c_i where
+    c_i = (u_iᵀx)² >= 0 and Σ_i c_i = |x|² = k. For the top r eigenvectors
+    c_i <= b_i(k) := max(|top-k sum of u_i|, |top-k sum of −u_i|)², and every later
+    eigenvalue is <= λ_{r+1}, so xᵀWx <= λ_{r+1}·k + Σ_{i<=r} (λ_i − λ_{r+1})·c_i, whose
+    largest value over 0 <= c_i <= b_i, Σ c_i <= k is taken greedily (the coefficients
+    are non-negative and fall with i). A size k whose bound is below λ·k(k − 1) is
+    impossible; and since the feasible sizes of one model are downward closed (dropping
+    the input with the least weight inside a cell that meets λ leaves one that meets λ),
+    the first impossible size k0 caps every cell below k0. With r = 0 this is the
+    interlacing bound k <= 1 + λ_max(W)/λ. Sizes above the cap leave (a)'s tables.
+
 Global scope: at λ = 1 a pooled mean of 1 forces every cell to be a clique, so the
 per-model bound applies; below 1 a bad cell can be paid for by a good one, and only the
 trivial bound n is returned.
@@ -38,6 +50,7 @@ from solver.backends import new_highs
 from solver.feasibility import TOL
 
 _LP_TOL = 1e-6  # slack added to LP optima before they are used as bounds
+SPECTRAL_MAX_N_AT_ONE = 200  # see size_structure
 
 
 def _prepare(w: np.ndarray) -> np.ndarray:
@@ -67,8 +80,45 @@ def conflict_capacity(theta: float, k: np.ndarray, floor: float) -> np.ndarray:
     return np.minimum(np.maximum(t, 1.0), k).astype(int)
 
 
-def size_structure(w: np.ndarray, floor: float) -> tuple[np.ndarray, np.ndarray]:
-    """Fact (a) for every model.
+def spectral_size_cap(w_m: np.ndarray, floor: float, rank: int = 5) -> int:
+    """Fact (d) for one model: no cell of ``w_m`` [n, n] meeting ``floor`` has more inputs
+    than the returned size (n when the test proves nothing)."""
+    from scipy.linalg import eigh
+
+    w_m = np.array(w_m, dtype=float, copy=True)
+    n = w_m.shape[0]
+    if n < 3:
+        return n
+    np.fill_diagonal(w_m, 0.0)
+    w_m = 0.5 * (w_m + w_m.T)  # xᵀWx only sees the symmetric part
+    r = int(min(rank, n - 1))
+    # only the top r + 1 eigenpairs are needed (a dense LAPACK method: no eigenvalue is missed)
+    ev, vec = eigh(w_m, subset_by_index=[n - r - 1, n - 1], driver="evx")
+    ev, vec = ev[::-1], vec[:, ::-1]
+    k = np.arange(2, n + 1)
+    kf = k.astype(float)
+    val = ev[r] * kf
+    left = kf.copy()
+    for i in range(r):
+        up = np.cumsum(-np.sort(-vec[:, i]))[k - 1]
+        down = np.cumsum(-np.sort(vec[:, i]))[k - 1]
+        cap = np.minimum(np.maximum(np.abs(up), np.abs(down)) ** 2, left)
+        val += (ev[i] - ev[r]) * cap
+        left -= cap
+    # LAPACK's eigenpairs are exact for some W + E with ‖E‖ ≲ n·eps·‖W‖ (even where close
+    # eigenvalues rotate their vectors), and xᵀWx <= xᵀ(W + E)x + ‖E‖·k: a slack of
+    # 1e-7·n·k·(1 + max|w|) on the quadratic form, far above that, keeps the test safe
+    need = (floor - TOL) * kf * (kf - 1.0) - 1e-7 * n * kf * (1.0 + np.abs(w_m).max())
+    fail = np.nonzero(val < need)[0]
+    return int(k[fail[0]] - 1) if len(fail) else n
+
+
+def size_structure(
+    w: np.ndarray, floor: float, spectral: bool | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Facts (a) and (d) for every model. ``spectral`` None: use (d) below floor 1, and at
+    floor 1 only up to ``SPECTRAL_MAX_N_AT_ONE`` inputs — there the conflict LP's clique
+    cuts bound the cells far below (d), and the eigenvalue work would eat the LP's time.
 
     Returns ``sizes`` bool [M, n + 1] (sizes[m, k]: a size-k cell of model m may meet the
     floor; k < 2 always False) and ``fits`` bool [M, n, n + 1] (fits[m, v, k]: input v may
@@ -76,6 +126,8 @@ def size_structure(w: np.ndarray, floor: float) -> tuple[np.ndarray, np.ndarray]
     """
     w = _prepare(w)
     M, n, _ = w.shape
+    if spectral is None:
+        spectral = floor < 1.0 - TOL or n <= SPECTRAL_MAX_N_AT_ONE
     sizes = np.zeros((M, n + 1), dtype=bool)
     fits = np.zeros((M, n, n + 1), dtype=bool)
     if n < 2:
@@ -97,14 +149,20 @@ def size_structure(w: np.ndarray, floor: float) -> tuple[np.ndarray, np.ndarray]
         kth = Q[k - 1, cols]
         with_v = np.where(P >= kth[None, :], top_k[None, :], top_km1[None, :] + P)
         own = (k - 1)[None, :] - P <= budget[None, :] + 1e-12
+        if spectral and sizes[m].any():
+            sizes[m, spectral_size_cap(w[m], floor) + 1 :] = False
         fits[m, :, 2:] = (with_v >= need[None, :]) & own & sizes[m, None, 2:]
     return sizes, fits
 
 
-def size_bound(w: np.ndarray, floor: float) -> tuple[int, np.ndarray]:
-    """Bound (a): Σ_m (largest feasible cell size of m), capped at n; and the per-model sizes."""
+def size_bound(
+    w: np.ndarray, floor: float, sizes: np.ndarray | None = None
+) -> tuple[int, np.ndarray]:
+    """Bounds (a) and (d): Σ_m (largest feasible cell size of m), capped at n; and the
+    per-model sizes. ``sizes``: the table of ``size_structure`` when already at hand."""
     w = _prepare(w)
-    sizes, _ = size_structure(w, floor)
+    if sizes is None:
+        sizes, _ = size_structure(w, floor)
     kmax = np.array([int(np.nonzero(s)[0].max()) if s.any() else 0 for s in sizes])
     return int(min(w.shape[1], kmax.sum())), kmax
 
@@ -438,8 +496,12 @@ def conflict_lp_bound(
         remaining = time_limit - (time.perf_counter() - t0)
         if remaining <= 0:
             break
-        lp.h.setOptionValue("time_limit", max(remaining, 0.01))
+        # HiGHS compares time_limit with its run clock, which adds up over every run() of
+        # this object: the limit is that clock plus what is left of ours
+        lp.h.setOptionValue("time_limit", lp.h.getRunTime() + max(remaining, 0.01))
+        t_solve = time.perf_counter()
         val, sol = lp.solve()
+        t_solve = time.perf_counter() - t_solve
         if val is None:
             break
         rounds += 1
@@ -449,7 +511,10 @@ def conflict_lp_bound(
         if rounds >= max_rounds or (last is not None and last - val < 1e-3 and rounds > 3):
             break
         last = val
-        if time.perf_counter() - t0 >= time_limit:
+        # Stop while the last LP point is still current when the next, larger LP would
+        # likely be cut short: callers read that point (pairwise_exact keeps the cuts tight
+        # there), and a point cut short by the time limit or made stale by new cuts is none.
+        if time_limit - (time.perf_counter() - t0) < 4.0 * t_solve + 0.2:
             break
         if lp.separate(sol) == 0:
             break
@@ -471,12 +536,14 @@ def pairwise_upper_bound(
         return 0.0, "fewer than two inputs"
     if scope == "global" and floor < 1.0 - TOL:
         return float(n), "trivial (n): a pooled floor below 1 lets one cell subsidise another"
-    a_bound, kmax = size_bound(w, floor)
-    text = f"size test (a): sum of per-model max cell sizes {list(map(int, kmax))} = {a_bound}"
+    sizes, fits = size_structure(w, floor)
+    a_bound, kmax = size_bound(w, floor, sizes)
+    caps = list(map(int, kmax))
+    text = f"size tests (a, d): sum of per-model max cell sizes {caps} = {a_bound}"
     best = float(a_bound)
     remaining = time_limit - (time.perf_counter() - t0)
     if remaining > 0.05 and best > 0:
-        lp_val, rounds, _ = conflict_lp_bound(w, floor, remaining)
+        lp_val, rounds, _ = conflict_lp_bound(w, floor, remaining, sizes=sizes, fits=fits)
         if lp_val < best:
             best = lp_val
             text = (
