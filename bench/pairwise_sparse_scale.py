@@ -31,12 +31,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from solver.memory import dense_pairwise_bytes, sparse_pairwise_bytes  # noqa: E402
-from solver.sparse_pairs import (  # noqa: E402
-    SparsePairwiseIIA,
-    check_partition_sparse,
-    greedy_pairwise_sparse,
-    solve_pairwise_sparse,
-)
+from solver.sparse_data import SparsePairwiseIIA  # noqa: E402
+from solver.sparse_search import greedy_pairwise_sparse, solve_pairwise_sparse  # noqa: E402
+from solver.sparse_verify import check_partition_sparse  # noqa: E402
 
 
 def sampled_design(n: int, n_models: int, seed: int, max_partners: int = 10):

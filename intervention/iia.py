@@ -117,7 +117,7 @@ def sparse_from_successes(
     design: one entry per unordered pair {i, j} the design scored, however many times and from
     which end it was drawn, w = ½(s(i←j) + s(j←i)) (each pair is scored in both directions).
     Pairs the design did not score are absent, never zero."""
-    from solver.sparse_pairs import SparsePairwiseIIA
+    from solver.sparse_data import SparsePairwiseIIA
 
     if design.partners is None:
         raise ValueError("the sparse pair tensor is for sampled designs; all pairs give the dense")

@@ -138,7 +138,7 @@ def _cell_intervals(frontier, combined, data, edge: str, level: float, partners:
     over the scored pairs inside it, so each cell gets the Wilson lower bound of that mean,
     its outcomes being the pairs' directions (edge mean: two per pair) or the pairs (edge
     both), under ``cell_lower_bounds`` (a model's cells by number with several per model)."""
-    from solver.sparse_pairs import cell_pair_sums_sparse
+    from solver.sparse_verify import cell_pair_sums_sparse
 
     read = data.both_edges() if edge == "both" else data
     per_pair = OUTCOMES_PER_PAIR[edge]

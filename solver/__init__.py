@@ -9,7 +9,7 @@ from solver.certificate import Certificate
 from solver.data import IIADataError, PairwiseIIA, PerInputIIA, load_iia
 from solver.memory import MemoryEstimateError
 from solver.result import Frontier, Partition
-from solver.sparse_pairs import SparsePairwiseIIA
+from solver.sparse_data import SparsePairwiseIIA
 from solver.verify import PartitionCheckError, check_partition
 
 __all__ = [

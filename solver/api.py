@@ -29,7 +29,7 @@ from solver.feasibility import SCOPES, SEMANTICS
 from solver.greedy import greedy_partition, greedy_per_input
 from solver.memory import check_dense_memory
 from solver.result import Frontier, Partition
-from solver.sparse_pairs import SparsePairwiseIIA
+from solver.sparse_data import SparsePairwiseIIA
 from solver.verify import check_partition, screen_start
 
 __all__ = ["METHODS", "SCOPES", "SEMANTICS", "Solver", "SolverConfigError", "frontier", "solve"]
@@ -573,11 +573,11 @@ class Solver:
         return assignment, cert
 
     def _sparse(self, data, floor, warm_start) -> tuple[np.ndarray, Certificate]:
-        from solver.sparse_pairs import greedy_pairwise_sparse, solve_pairwise_sparse
+        from solver.sparse_search import greedy_pairwise_sparse, solve_pairwise_sparse
 
         if self.method == "greedy":
             # The authors' greedy reads every pair; over the scored pairs alone the greedy is
-            # each input in its best model, repaired (solver.sparse_pairs).
+            # each input in its best model, repaired (solver.sparse_search).
             started = time.perf_counter()
             assignment = greedy_pairwise_sparse(data, floor, self.scope)
             return assignment, Certificate.build(

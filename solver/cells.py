@@ -19,7 +19,8 @@ from __future__ import annotations
 import numpy as np
 
 from solver.feasibility import MIN_PAIRWISE_CELL, meets_floor
-from solver.sparse_pairs import SparsePairwiseIIA, check_partition_sparse
+from solver.sparse_data import SparsePairwiseIIA
+from solver.sparse_verify import check_partition_sparse
 from solver.verify import PartitionCheckError
 
 
@@ -76,7 +77,7 @@ def check_cells(
 
     Recomputed from the models' own weights, with none of the copies' machinery, so a slip in
     the mapping to copies and back is caught here. A sparse pair tensor is checked over its
-    scored pairs (``solver.sparse_pairs``), each (model, cell) as a copy of its own."""
+    scored pairs (``solver.sparse_verify``), each (model, cell) as a copy of its own."""
     sparse = isinstance(w, SparsePairwiseIIA)
     n, n_models = (w.n_inputs, len(w.models)) if sparse else (w.shape[1], w.shape[0])
     assignment = np.asarray(assignment)

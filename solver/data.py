@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from solver.sparse_pairs import SparsePairwiseIIA
+    from solver.sparse_data import SparsePairwiseIIA
 
 # The largest array a data file may declare. Each array's header is read first (through
 # the zip member's declared sizes) and checked against these before anything is allocated
@@ -277,8 +277,8 @@ def load_iia(path: str | Path) -> PairwiseIIA | PerInputIIA | SparsePairwiseIIA:
     if "iia" in npz:
         return PerInputIIA._from_arrays(npz, path)
     if "pairs" in npz or "pair_weights" in npz:
-        # Imported here: solver.sparse_pairs builds on this module.
-        from solver.sparse_pairs import SparsePairwiseIIA
+        # Imported here: solver.sparse_data builds on this module.
+        from solver.sparse_data import SparsePairwiseIIA
 
         return SparsePairwiseIIA._from_arrays(npz, path)
     return PairwiseIIA._from_arrays(npz, path)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from solver.data import IIADataError, PairwiseIIA, PerInputIIA
-from solver.sparse_pairs import SparsePairwiseIIA
+from solver.sparse_data import SparsePairwiseIIA
 
 EDGES = ("mean", "both")
 # Weights within this of 0, ½ or 1 count as one success per direction (stored files hold 2w as

@@ -45,7 +45,7 @@ def cell_iia_per_input(a: np.ndarray, assignment: np.ndarray) -> dict[int, tuple
 
 
 def _is_sparse(values) -> bool:
-    # The sparse pair tensor (solver.sparse_pairs) imports this module: recognised by type
+    # The sparse pair tensor (solver.sparse_data) imports this module: recognised by type
     # name here, and its checks imported where they are used.
     return type(values).__name__ == "SparsePairwiseIIA"
 
@@ -77,7 +77,7 @@ def check_partition(
     is unmeasured, and refused).
     """
     if _is_sparse(values):
-        from solver.sparse_pairs import check_partition_sparse
+        from solver.sparse_verify import check_partition_sparse
 
         return check_partition_sparse(values, np.asarray(assignment), floor, scope)
     pairwise = semantics == "pairwise"

@@ -14,18 +14,22 @@ from solver.memory import (
     check_sparse_memory,
     dense_pairwise_bytes,
 )
-from solver.sparse_pairs import (
+from solver.sparse_data import (
     SparsePairwiseIIA,
+)
+from solver.sparse_search import (
+    greedy_pairwise_sparse,
+    search_pairwise_sparse,
+    solve_pairwise_sparse,
+    sparse_upper_bound,
+)
+from solver.sparse_verify import (
     UnmeasuredCellError,
     cell_iia_sparse,
     cell_pair_sums_sparse,
     check_partition_sparse,
-    greedy_pairwise_sparse,
     is_feasible_sparse,
-    search_pairwise_sparse,
-    solve_pairwise_sparse,
     sparse_partition_problems,
-    sparse_upper_bound,
 )
 from solver.verify import cell_iia_pairwise
 

@@ -1,415 +1,27 @@
-"""Pairwise IIA from a sampled design: only the scored pairs, as a sparse pair tensor.
-
-In a sampled design each input is scored against a few partners, so the pairwise data is a
-list of unordered pairs (i, j), i < j, with a weight per model, w[m, p] in [0, 1]
-(½(s(i←j) + s(j←i)) for pair p). ``SparsePairwiseIIA`` holds it in O(M·P) memory, where the
-dense tensor [M, n, n] needs O(M·n²) (8 GiB at n = 10,000 and M = 10 in float64).
-
-Rules for a cell S of model m (the sparse counterpart of solver/feasibility.py):
-
-* **Cell IIA** is the mean of w[m] over the *scored* pairs with both ends in S; unscored
-  pairs are unknown, never guessed (neither 0 nor 1).
-* **Unmeasured cell**: no scored pair inside S. Its IIA does not exist, so it cannot be
-  claimed to meet any floor: such a cell is infeasible, and the verifier says "unmeasured"
-  rather than printing a number.
-* **Each member measured**: every input of S has at least one scored partner inside S.
-  Without this rule an input with no scored pair inside the cell would add nothing to the
-  sum nor to the count, and could ride along in any good cell for free: strength would then
-  count inputs about which the data says nothing. The rule implies the previous one and a
-  cell of at least two inputs (``MIN_PAIRWISE_CELL``); a cell of two inputs whose one pair is
-  scored is fine (its IIA is that pair's weight, by the mean definition).
-* **Floor**: per-model, each cell's mean meets λ under ``meets_floor`` (tolerance ``TOL``);
-  global, the pooled mean over every scored pair inside every cell does.
-
-The module holds the data type, cell IIA and verification, a numba local search on the pair
-graph in CSR form, a proven upper bound, memory estimates for the sparse and the dense path,
-and ``solve_pairwise_sparse`` that ties them together.
-"""
+"""The local search, the proven bound and ``solve_pairwise_sparse`` over a sparse pair tensor
+(``solver.sparse_data``): a numba annealing walk on the pair graph in CSR form, each move
+costing O(degree), checked by ``solver.sparse_verify``."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from numba import njit
 
 from solver.certificate import Certificate
 from solver.data import (
-    IIADataError,
     PairwiseIIA,
-    PerInputIIA,
-    _check_fallback,
-    _check_names,
-    _check_values,
-    _naming,
-    _read_fallback,
-    _read_models,
-    _resolve_candidates,
-    read_npz,
 )
 from solver.feasibility import SCOPES, SEARCH_TOL, TOL, meets_floor
 from solver.memory import check_sparse_memory
 from solver.pairwise_search import SearchResult, _penalty, _randint, _uniform
-from solver.verify import PartitionCheckError
-
-MIN_SCORED_PAIRS = 1  # a cell needs at least this many scored pairs inside to have an IIA
-MIN_PARTNERS_INSIDE = 1  # ...and every member at least this many scored partners inside
-
-
-# ----------------------------------------------------------------------------------------------
-# The data type.
-
-
-def _check_pairs(pairs: np.ndarray, n: int) -> np.ndarray:
-    """Pairs as int64 [P, 2] with i < j; IIADataError naming the first bad pair otherwise."""
-    p = np.asarray(pairs)
-    if p.size == 0:
-        p = p.reshape(0, 2)
-    if p.ndim != 2 or p.shape[1] != 2:
-        raise IIADataError(
-            f"pairs must have shape [P, 2] (one row per scored pair of inputs), got {p.shape}"
-        )
-    if p.dtype == bool or not np.issubdtype(p.dtype, np.integer):
-        raise IIADataError(
-            f"pairs must be integer input indices, got dtype {p.dtype}; "
-            "convert with pairs.astype(np.int64) if they are whole numbers"
-        )
-    p = p.astype(np.int64)
-    bad = (p < 0) | (p >= n)
-    if bad.any():
-        row = int(np.argwhere(bad)[0][0])
-        raise IIADataError(
-            f"pair {row} = ({p[row, 0]}, {p[row, 1]}) names an input outside 0..{n - 1} "
-            f"(n_inputs = {n}); fix the index or raise n_inputs"
-        )
-    self_pairs = np.flatnonzero(p[:, 0] == p[:, 1])
-    if self_pairs.size:
-        row = int(self_pairs[0])
-        raise IIADataError(
-            f"{self_pairs.size} self-pairs (first: pair {row} = ({p[row, 0]}, {p[row, 0]})); "
-            "an input is no pair with itself: drop those rows"
-        )
-    # Pairs are unordered: store i < j, so that (3, 5) and (5, 3) are recognised as one pair.
-    p = np.sort(p, axis=1)
-    key = p[:, 0] * n + p[:, 1]
-    order = np.argsort(key, kind="stable")
-    dup = np.flatnonzero(key[order][1:] == key[order][:-1])
-    if dup.size:
-        first, second = int(order[dup[0]]), int(order[dup[0] + 1])
-        raise IIADataError(
-            f"{dup.size} duplicate pairs (first: rows {first} and {second} are both "
-            f"({p[first, 0]}, {p[first, 1]}); pairs are unordered); merge each pair's scores "
-            "into one row, e.g. average the two directions into ½(s(i←j) + s(j←i))"
-        )
-    p.setflags(write=False)
-    return p
-
-
-@dataclass(frozen=True, eq=False)
-class SparsePairwiseIIA:
-    """Pairwise IIA on scored pairs only: ``pairs`` int64 [P, 2] (i < j, unique, stored as
-    given but each row sorted), ``weights`` [M, P] (w[m, p] for pair p under model m; float32
-    stays float32, any other dtype becomes float64), ``models`` (one name per row of
-    ``weights``), ``n_inputs`` (inputs may have no scored pair at all, so n is given, not
-    inferred) and an optional ``fallback`` model, as in ``PairwiseIIA``."""
-
-    pairs: np.ndarray
-    weights: np.ndarray
-    models: tuple[str, ...]
-    n_inputs: int
-    fallback: str | None = None
-
-    def __post_init__(self) -> None:
-        n = self.n_inputs
-        if isinstance(n, bool) or not isinstance(n, int | np.integer):
-            raise IIADataError(f"n_inputs must be a whole number of inputs, got {n!r}")
-        n = int(n)
-        if n < 2:
-            raise IIADataError(f"need at least 2 inputs to form a pair, got n_inputs = {n}")
-        pairs = _check_pairs(self.pairs, n)
-        w = np.asarray(self.weights)
-        if w.ndim == 1:
-            w = w[None]  # one model's weights [P]
-        if w.ndim != 2 or w.shape[1] != pairs.shape[0]:
-            raise IIADataError(
-                f"pair weights must have shape [models, P] = [models, {pairs.shape[0]}] "
-                f"(one column per row of pairs), got {w.shape}; a dense [models, n, n] tensor "
-                "belongs in PairwiseIIA"
-            )
-        if w.shape[0] < 1:
-            raise IIADataError("pair weights hold no model; give at least one row")
-        _check_values(w, "pair weights")
-        dtype = np.float32 if w.dtype == np.float32 else np.float64
-        w = w.astype(dtype, copy=True)
-        w.setflags(write=False)
-        object.__setattr__(self, "n_inputs", n)
-        object.__setattr__(self, "pairs", pairs)
-        object.__setattr__(self, "weights", w)
-        object.__setattr__(self, "models", _check_names(self.models, w.shape[0], "pair weights"))
-        object.__setattr__(self, "fallback", _check_fallback(self.fallback, self.models))
-
-    @property
-    def n_pairs(self) -> int:
-        return int(self.pairs.shape[0])
-
-    def candidates(self, names: Sequence[str] | None = None) -> SparsePairwiseIIA:
-        """The candidate models only (``names``, or every model but the fallback), in that
-        order, with no fallback (as ``PairwiseIIA.candidates``)."""
-        idx = _resolve_candidates(self.models, self.fallback, names)
-        if not idx:
-            raise IIADataError("no candidate models left once the fallback is set aside")
-        return SparsePairwiseIIA(
-            self.pairs, self.weights[idx], tuple(self.models[i] for i in idx), self.n_inputs
-        )
-
-    def with_fallback(self, fallback: str | None) -> SparsePairwiseIIA:
-        return SparsePairwiseIIA(self.pairs, self.weights, self.models, self.n_inputs, fallback)
-
-    def both_edges(self) -> SparsePairwiseIIA:
-        """Edge semantics ``both`` (solver/edges.py) on the scored pairs: w ← 1 where both
-        directions succeeded (w = 1), else 0; needs weights in {0, ½, 1}."""
-        twice = np.asarray(self.weights, dtype=np.float64) * 2
-        halves = np.round(twice)
-        off = np.abs(twice - halves) > 2e-9
-        if off.any():
-            m, p = (int(x) for x in np.argwhere(off)[0])
-            raise IIADataError(
-                f"edge 'both' reads w = 1 as 'both directions succeeded', which needs weights "
-                f"in {{0, 0.5, 1}}; pair {p} under model {m} has w = {self.weights[m, p]:g}, an "
-                "average over more samples: use edge 'mean'"
-            )
-        w = (halves == 2).astype(self.weights.dtype)
-        return SparsePairwiseIIA(self.pairs, w, self.models, self.n_inputs, self.fallback)
-
-    def degrees(self) -> np.ndarray:
-        """Scored partners per input, int64 [n]."""
-        return np.bincount(self.pairs.ravel(), minlength=self.n_inputs).astype(np.int64)
-
-    def to_per_input(self) -> PerInputIIA:
-        """a[i, m] = mean of w[m] over input i's scored pairs, counts = its number of scored
-        partners. An input with no scored pair gets a = 0 with count 0: unmeasured, which
-        the count says (PerInputIIA holds no NaN)."""
-        n, M = self.n_inputs, self.weights.shape[0]
-        deg = self.degrees()
-        sums = np.zeros((n, M))
-        for m in range(M):
-            w = self.weights[m].astype(np.float64)
-            sums[:, m] = np.bincount(self.pairs[:, 0], w, n) + np.bincount(self.pairs[:, 1], w, n)
-        iia = np.divide(sums, deg[:, None], out=np.zeros_like(sums), where=deg[:, None] > 0)
-        counts = np.repeat(deg[:, None], M, axis=1)
-        return PerInputIIA(np.clip(iia, 0.0, 1.0), self.models, counts, self.fallback)
-
-    @classmethod
-    def from_dense(cls, data: PairwiseIIA, pairs: np.ndarray | None = None) -> SparsePairwiseIIA:
-        """The scored pairs ``pairs`` [P, 2] of a dense ``PairwiseIIA`` (None: every pair
-        i < j, for tests against the dense path)."""
-        n = data.n_inputs
-        if pairs is None:
-            i, j = np.triu_indices(n, 1)
-            pairs = np.stack((i, j), axis=1)
-        p = _check_pairs(pairs, n)
-        w = data.weights[:, p[:, 0], p[:, 1]]
-        return cls(p, w, data.models, n, data.fallback)
-
-    def save(self, path: str | Path) -> None:
-        """Write the .npz layout ``load_iia`` recognises: ``pairs`` [P, 2] (int32 when n
-        allows), ``pair_weights`` [M, P], ``models``, ``n_inputs`` and optional ``fallback``."""
-        extra = {} if self.fallback is None else {"fallback": np.array(self.fallback)}
-        idx_type = np.int32 if self.n_inputs < 2**31 else np.int64
-        np.savez_compressed(
-            path,
-            pairs=self.pairs.astype(idx_type),
-            pair_weights=self.weights,
-            models=np.array(self.models),
-            n_inputs=np.array(self.n_inputs, dtype=np.int64),
-            **extra,
-        )
-
-    @classmethod
-    def load(cls, path: str | Path) -> SparsePairwiseIIA:
-        return cls._from_arrays(read_npz(path), path)
-
-    @classmethod
-    def _from_arrays(cls, npz: dict[str, np.ndarray], path: str | Path) -> SparsePairwiseIIA:
-        missing = [k for k in ("pairs", "pair_weights", "n_inputs") if k not in npz]
-        if missing:
-            raise IIADataError(
-                f"{path} holds {sorted(npz)}: a sparse pairwise file needs 'pairs' [P, 2], "
-                f"'pair_weights' [models, P], 'n_inputs' and 'models'; missing {missing}"
-            )
-        models = _read_models(npz, path)
-        fallback = _read_fallback(npz, path)
-        n = np.atleast_1d(npz["n_inputs"])
-        with _naming(path):
-            if n.size != 1 or not np.issubdtype(n.dtype, np.integer):
-                raise IIADataError(f"'n_inputs' must be one whole number, got {n!r}")
-            return cls(npz["pairs"], npz["pair_weights"], models, int(n[0]), fallback)
-
-
-def _as_data(data) -> SparsePairwiseIIA:
-    """A SparsePairwiseIIA as it is, or a tuple (pairs, weights[, n_inputs]) validated into
-    one (models named "0", "1", ...; without n_inputs, n is the largest index + 1)."""
-    if isinstance(data, SparsePairwiseIIA):
-        return data
-    if not isinstance(data, tuple) or len(data) not in (2, 3):
-        raise TypeError(
-            "sparse data must be a SparsePairwiseIIA or a tuple (pairs, weights[, n_inputs])"
-        )
-    pairs, weights = np.asarray(data[0]), np.asarray(data[1])
-    if weights.ndim == 1:
-        weights = weights[None]
-    n = data[2] if len(data) == 3 else int(pairs.max(initial=-1)) + 1
-    return SparsePairwiseIIA(pairs, weights, tuple(str(m) for m in range(len(weights))), n)
-
-
-def _arrays(data) -> tuple[np.ndarray, np.ndarray, int]:
-    """(pairs int64 [P, 2], weights [M, P], n) of sparse data (see ``_as_data``)."""
-    data = _as_data(data)
-    return data.pairs, data.weights, data.n_inputs
-
-
-# ----------------------------------------------------------------------------------------------
-# Cell IIA and verification.
-
-
-def cell_pair_sums_sparse(
-    pairs: np.ndarray, weights: np.ndarray, assignment: np.ndarray
-) -> dict[int, tuple[float, int]]:
-    """For each non-empty cell m: (sum of w[m] over the scored pairs inside it, their number).
-    The counterpart of ``verify.cell_iia_pairwise``; a count of 0 is an unmeasured cell."""
-    assignment = np.asarray(assignment)
-    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
-    ai, aj = assignment[pairs[:, 0]], assignment[pairs[:, 1]]
-    inside = (ai == aj) & (ai >= 0)
-    cells = np.unique(assignment[assignment >= 0])
-    out = {}
-    for m in cells:
-        sel = inside & (ai == m)
-        # Summed in float64 whatever the stored dtype, as the search's sums are.
-        out[int(m)] = (float(np.asarray(weights[m], np.float64)[sel].sum()), int(sel.sum()))
-    return out
-
-
-def cell_iia_sparse(
-    pairs: np.ndarray, weights: np.ndarray, assignment: np.ndarray
-) -> dict[int, tuple[float | None, int]]:
-    """For each non-empty cell m: (IIA, number of scored pairs inside). The IIA is the mean
-    of w[m] over those pairs, or None when there is none: the cell's IIA is unmeasured."""
-    return {
-        m: (total / count if count else None, count)
-        for m, (total, count) in cell_pair_sums_sparse(pairs, weights, assignment).items()
-    }
-
-
-def unmeasured_members(pairs: np.ndarray, assignment: np.ndarray) -> dict[int, np.ndarray]:
-    """For each cell with any: the inputs that have no scored partner inside their cell."""
-    assignment = np.asarray(assignment)
-    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
-    n = assignment.shape[0]
-    ai, aj = assignment[pairs[:, 0]], assignment[pairs[:, 1]]
-    inside = (ai == aj) & (ai >= 0)
-    partners = np.bincount(pairs[inside].ravel(), minlength=n)
-    lonely = np.flatnonzero((assignment >= 0) & (partners < MIN_PARTNERS_INSIDE))
-    return {int(m): lonely[assignment[lonely] == m] for m in np.unique(assignment[lonely])}
-
-
-class UnmeasuredCellError(PartitionCheckError):
-    """A cell (or a member of it) with no scored pair inside: its IIA is unmeasured."""
-
-
-def sparse_partition_problems(
-    data, assignment: np.ndarray, floor: float, scope: str = "per-model"
-) -> list[str]:
-    """Everything that makes ``assignment`` infeasible on sparse data, one line each
-    (empty: feasible). Unmeasured cells and members are named as such, never given a number.
-    ``data``: a SparsePairwiseIIA or a tuple (pairs, weights, n_inputs)."""
-    return [text for _, text in _problems(data, assignment, floor, scope)]
-
-
-def _problems(data, assignment, floor, scope) -> list[tuple[bool, str]]:
-    # (unmeasured?, text) per problem.
-    pairs, weights, n = _arrays(data)
-    n_models = weights.shape[0]
-    if scope not in SCOPES:
-        raise ValueError(f"unknown scope {scope!r}; expected one of {SCOPES}")
-    assignment = np.asarray(assignment)
-    if assignment.shape != (n,) or not np.issubdtype(assignment.dtype, np.integer):
-        return [
-            (
-                False,
-                f"assignment must be {n} integers, got shape {assignment.shape} "
-                f"of dtype {assignment.dtype}",
-            )
-        ]
-    if assignment.min(initial=-1) < -1 or assignment.max(initial=-1) >= n_models:
-        return [(False, f"assignment holds model indices outside -1..{n_models - 1}")]
-    problems = []
-    sums = cell_pair_sums_sparse(pairs, weights, assignment)
-    lonely = unmeasured_members(pairs, assignment)
-    for m, (total, count) in sums.items():
-        if count < MIN_SCORED_PAIRS:
-            size = int((assignment == m).sum())
-            problems.append(
-                (
-                    True,
-                    f"cell {m} ({size} inputs) has no scored pair inside: its IIA is "
-                    "unmeasured, so it cannot be shown to meet the floor",
-                )
-            )
-        elif m in lonely:
-            who = lonely[m]
-            problems.append(
-                (
-                    True,
-                    f"cell {m} has {who.size} members with no scored partner inside the cell "
-                    f"(first: input {int(who[0])}): their membership is unmeasured",
-                )
-            )
-        elif scope == "per-model" and not meets_floor(total, count, floor):
-            problems.append(
-                (
-                    False,
-                    f"cell {m} has IIA {total / count:.6f} over {count} scored pairs, "
-                    f"below the floor {floor}",
-                )
-            )
-    if scope == "global" and sums:
-        total = sum(t for t, _ in sums.values())
-        count = sum(c for _, c in sums.values())
-        if count and not meets_floor(total, count, floor):
-            problems.append(
-                (
-                    False,
-                    f"pooled IIA {total / count:.6f} over {count} scored pairs is below the "
-                    f"floor {floor}",
-                )
-            )
-    return problems
-
-
-def check_partition_sparse(
-    data, assignment: np.ndarray, floor: float, scope: str = "per-model"
-) -> dict[int, float]:
-    """Raise unless ``assignment`` is feasible on sparse data; return each cell's IIA.
-    ``UnmeasuredCellError`` (a ``PartitionCheckError``) when a cell or a member of one has
-    no scored pair inside; ``PartitionCheckError`` for any other violation."""
-    problems = _problems(data, assignment, floor, scope)
-    if problems:
-        unmeasured = any(flag for flag, _ in problems)
-        kind = UnmeasuredCellError if unmeasured else PartitionCheckError
-        raise kind("; ".join(text for _, text in problems))
-    pairs, weights, _ = _arrays(data)
-    return {m: t / c for m, (t, c) in cell_pair_sums_sparse(pairs, weights, assignment).items()}
-
-
-def is_feasible_sparse(
-    data, assignment: np.ndarray, floor: float, scope: str = "per-model"
-) -> bool:
-    return not sparse_partition_problems(data, assignment, floor, scope)
-
+from solver.sparse_data import SparsePairwiseIIA, as_sparse, sparse_arrays
+from solver.sparse_verify import (
+    check_partition_sparse,
+    is_feasible_sparse,
+    sparse_partition_problems,
+)
 
 # ----------------------------------------------------------------------------------------------
 # Local search on the pair graph. CSR adjacency: the partners of v are nbr[indptr[v]:indptr[v+1]]
@@ -905,7 +517,7 @@ def greedy_pairwise_sparse(data, floor: float, scope: str = "per-model") -> np.n
     repaired (unmeasured members leave; peel the member whose leaving raises a failing
     cell's slack most; add fallback inputs, singly and in adjacent pairs, best slack first)."""
     _check_floor_scope(floor, scope)
-    pairs, weights, n = _arrays(data)
+    pairs, weights, n = sparse_arrays(data)
     indptr, nbr, ew = build_csr(pairs, weights, n)
     state = _State(indptr, nbr, ew, n, argmax_start(pairs, weights, n))
     state.repair(floor, scope == "global")
@@ -931,8 +543,8 @@ def search_pairwise_sparse(
     _check_floor_scope(floor, scope)
     if max_moves is not None and max_moves < 0:
         raise ValueError(f"max_moves must be a non-negative number of moves, got {max_moves}")
-    data = _as_data(data)
-    pairs, weights, n = _arrays(data)
+    data = as_sparse(data)
+    pairs, weights, n = sparse_arrays(data)
     M = weights.shape[0]
     glob = scope == "global"
     started = time.perf_counter()
@@ -1136,7 +748,7 @@ def sparse_upper_bound(
     the μ found (plus n·1e-12 for its float sum), so its validity does not rest on the LP
     solver's tolerances."""
     _check_floor_scope(floor, scope)
-    pairs, weights, n = _arrays(data)
+    pairs, weights, n = sparse_arrays(data)
     measured = int((np.bincount(pairs.ravel(), minlength=n) > 0).sum())
     how = f"inputs with a scored pair ({measured:,} of {n:,})"
     if scope == "global" or measured == 0:
@@ -1176,8 +788,8 @@ def solve_pairwise_sparse(
     caps it all; the certificate says when it did."""
     _check_floor_scope(floor, scope)
     started = time.perf_counter()
-    data = _as_data(data)
-    pairs, weights, n = _arrays(data)
+    data = as_sparse(data)
+    pairs, weights, n = sparse_arrays(data)
     M = weights.shape[0]
     check_sparse_memory(n, pairs.shape[0], M)
     notes = []
