@@ -10,9 +10,7 @@ import numpy as np
 from numba import njit
 
 from solver.certificate import Certificate
-from solver.data import (
-    PairwiseIIA,
-)
+from solver.data import PairwiseIIA
 from solver.feasibility import SCOPES, SEARCH_TOL, TOL, meets_floor
 from solver.memory import check_sparse_memory
 from solver.pairwise_search import SearchResult, _penalty, _randint, _uniform
