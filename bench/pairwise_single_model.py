@@ -26,7 +26,14 @@ from solver.pairwise_bounds import pairwise_upper_bound  # noqa: E402
 from solver.pairwise_search import search_pairwise  # noqa: E402
 from solver.verify import check_partition  # noqa: E402
 
-DATA = "/work/shared/data/arithmetic_layer7_r256.npz"
+DATA = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)),
+    "..",
+    "..",
+    "shared",
+    "data",
+    "arithmetic_layer7_r256.npz",
+)
 
 
 def shared_model(m: int, n: int) -> np.ndarray:
