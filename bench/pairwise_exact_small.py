@@ -1,11 +1,13 @@
-"""Exact pairwise solve on the 64-input sub-instance (X, Y, Z in 1..4) over a floor sweep,
-plus the bound of pairwise_upper_bound on the full 1000-input data at each floor.
+"""Pairwise solve on the 64-input sub-instance (X, Y, Z in 1..4) over a floor sweep, plus
+the bound of pairwise_upper_bound on the full 1000-input data at each floor.
 
     OMP_WAIT_POLICY=PASSIVE python bench/pairwise_exact_small.py [--time-limit 120]
-        [--bound-time 10] [--solver highs] [--no-chain] [--skip-full]
+        [--method auto|exact] [--bound-time 10] [--solver highs] [--no-chain] [--skip-full]
 
-Each floor is warm-started with the previous floor's partition (a partition meeting a
-floor meets every lower one) unless --no-chain.
+--method auto: what `solve(method="auto")` runs on an instance this small (bound LP, local
+search, column generation, then the exact program with the remaining time); exact: the
+exact program alone. Each floor is warm-started with the previous floor's partition (a
+partition meeting a floor meets every lower one) unless --no-chain.
 """
 
 from __future__ import annotations
@@ -19,10 +21,20 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from solver.api import EXACT_MAX_INPUTS  # noqa: E402
+from solver.pairwise_auto import solve_pairwise_auto  # noqa: E402
 from solver.pairwise_bounds import pairwise_upper_bound  # noqa: E402
 from solver.pairwise_exact import solve_pairwise_exact  # noqa: E402
 
-DATA = "/work/shared/data/arithmetic_layer7_r256.npz"
+# the shared graphs, beside the repository
+DATA = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)),
+    "..",
+    "..",
+    "shared",
+    "data",
+    "arithmetic_layer7_r256.npz",
+)
 FLOORS = (1.0, 0.99, 0.975, 0.95, 0.925, 0.9)
 
 
@@ -47,6 +59,7 @@ def main() -> None:
     ap.add_argument("--time-limit", type=float, default=120.0, help="seconds per floor")
     ap.add_argument("--bound-time", type=float, default=10.0, help="seconds per full-data bound")
     ap.add_argument("--solver", default="highs")
+    ap.add_argument("--method", default="auto", choices=["auto", "exact"])
     ap.add_argument("--scope", default="per-model", choices=["per-model", "global"])
     ap.add_argument("--floors", type=float, nargs="*", default=list(FLOORS))
     ap.add_argument("--no-chain", action="store_true", help="no warm start between floors")
@@ -55,7 +68,7 @@ def main() -> None:
 
     w = load(small=True)
     print(
-        f"64-input instance, scope {args.scope}, solver {args.solver}, "
+        f"64-input instance, method {args.method}, scope {args.scope}, solver {args.solver}, "
         f"time limit {args.time_limit:g}s per floor"
     )
     print(
@@ -63,14 +76,22 @@ def main() -> None:
     )
     prev = None
     for f in args.floors:
-        a, c = solve_pairwise_exact(
-            w,
-            f,
-            args.scope,
-            solver=args.solver,
-            time_limit=args.time_limit,
-            warm_start=None if args.no_chain else prev,
-        )
+        start = None if args.no_chain else prev
+        if args.method == "auto":
+            a, c = solve_pairwise_auto(
+                w,
+                f,
+                args.scope,
+                start=start,
+                solver=args.solver,
+                time_limit=args.time_limit,
+                seed=0,
+                exact_max_inputs=EXACT_MAX_INPUTS,
+            )
+        else:
+            a, c = solve_pairwise_exact(
+                w, f, args.scope, solver=args.solver, time_limit=args.time_limit, warm_start=start
+            )
         prev = a
         print(
             f"{f:6.3f} {c.objective:8.0f} {c.bound:6.0f} {c.gap:6.3f} {c.status:>9} "

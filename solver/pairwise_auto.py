@@ -1,5 +1,6 @@
 """``auto`` for the pairwise semantics: a proven upper bound, a local search from the best
-start we hold, and, on instances small enough, the exact program to close the gap.
+start we hold, and, on instances small enough, column generation (a Lagrangian bound and a
+packing of its cells) and the exact program to close the gap.
 
 The local search runs a deterministic budget of annealing moves; the time limit only caps
 it (and the bound LP and the exact program), and the certificate says when it did."""
@@ -11,7 +12,9 @@ import time
 import numpy as np
 
 from solver.certificate import Certificate, floor_bound
-from solver.pairwise_bounds import pairwise_upper_bound
+from solver.feasibility import TOL
+from solver.pairwise_bounds import conflict_lp_bound, pairwise_upper_bound
+from solver.pairwise_colgen import COLGEN_MAX_INPUTS, column_generation
 from solver.pairwise_exact import solve_pairwise_exact
 from solver.pairwise_search import default_moves, search_pairwise
 from solver.verify import screen_start
@@ -19,6 +22,8 @@ from solver.verify import screen_start
 BOUND_SHARE = 0.2  # of the time limit, at most BOUND_CAP seconds, goes to the upper bound
 BOUND_CAP = 10.0
 SEARCH_SHARE_WHEN_EXACT = 0.3  # on small instances the search's time cap is this share
+COLGEN_SHARE = 0.6  # of what is left after the search, on small instances
+REFINE_MIN_SECONDS = 5.0  # a bound LP given less than this would not beat the first one
 
 
 def _strength(assignment: np.ndarray) -> int:
@@ -55,9 +60,11 @@ def solve_pairwise_auto(
         best = np.full(n, -1, dtype=np.int64)
     if dropped:
         notes.append(dropped)
+    bound_started = time.perf_counter()
     bound, how = pairwise_upper_bound(
         w, floor, scope, time_limit=min(BOUND_CAP, BOUND_SHARE * time_limit)
     )
+    bound_seconds = time.perf_counter() - bound_started
     parts = ["start"]
     # Strength is an integer: a start that reaches the floored bound is already optimal.
     if _strength(best) < floor_bound(bound):
@@ -77,10 +84,37 @@ def solve_pairwise_auto(
         notes.append(f"local search: {found.moves:,} of {budget:,} moves")
         if found.capped:
             capped.append("local search")
+    # Column generation prices cells per model, so it needs each cell to meet the floor on
+    # its own: per-model floors, or any scope at floor 1.
+    priced = scope == "per-model" or floor >= 1.0 - TOL
+    if small and priced and n <= COLGEN_MAX_INPUTS and _strength(best) < floor_bound(bound):
+        if left() > 1.0:
+            cg = column_generation(
+                w, floor, time_limit=COLGEN_SHARE * left(), start=best, seed=seed
+            )
+            if cg.strength > _strength(best):
+                best = cg.assignment
+            if cg.bound < bound:
+                bound = cg.bound
+                how = (
+                    f"column generation ({cg.iterations} LPs, {cg.exact_rounds} exact pricing "
+                    f"rounds, {cg.columns} cells{', converged' if cg.converged else ''})"
+                )
+            if cg.capped:
+                capped.append("column generation")
+            parts.append("column generation")
+        else:
+            capped.append("column generation (no time left)")
     if small and _strength(best) < floor_bound(bound):
         if left() > 1.0:
             exact, cert = solve_pairwise_exact(
-                w, floor, scope, solver=solver, time_limit=left(), warm_start=best
+                w,
+                floor,
+                scope,
+                solver=solver,
+                time_limit=left(),
+                warm_start=best,
+                known_bound=bound,
             )
             # Only a strictly stronger partition replaces the search's: ties keep the
             # search's answer, which the seed and budget alone determine.
@@ -93,6 +127,21 @@ def solve_pairwise_auto(
             parts.append(f"exact program ({cert.solver})")
         else:
             capped.append("exact program (no time left)")
+    # On instances too large for the exact program, the time the search left goes to the
+    # bound LP, where its first share already proved something below n (it keeps falling
+    # with more rounds); below floor 1 it mostly proves nothing, and is not run again.
+    if (
+        not small
+        and bound < n - 0.5
+        and _strength(best) < floor_bound(bound)
+        and left() > max(REFINE_MIN_SECONDS, 2.0 * bound_seconds)
+        and (scope == "per-model" or floor >= 1.0 - TOL)
+    ):
+        more, rounds, _ = conflict_lp_bound(w, floor, left())
+        if more < bound:
+            bound, how = more, f"conflict-set LP given the time the search left ({rounds} rounds)"
+        if left() < 1.0:
+            capped.append("bound LP")
     notes.insert(0, f"bound: {how}")
     if capped:
         notes.append(

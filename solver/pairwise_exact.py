@@ -261,11 +261,14 @@ def solve_pairwise_exact(
     solver: str = "highs",
     time_limit: float | None = None,
     warm_start: np.ndarray | None = None,
+    known_bound: float | None = None,
 ) -> tuple[np.ndarray, Certificate]:
     """Maximise strength exactly (up to the time limit); returns (assignment, certificate).
 
     ``assignment[i]`` is the model of input i or −1. The certificate's bound is the best of
-    the solver's proven dual bound and the bound LP of solver.pairwise_bounds."""
+    the solver's proven dual bound, the bound LP of solver.pairwise_bounds and
+    ``known_bound`` (a bound proven elsewhere, e.g. by column generation: it also enters
+    the program as a cap on the objective)."""
     t0 = time.perf_counter()
     if scope not in SCOPES:
         raise ValueError(f"unknown scope {scope!r}; expected one of {SCOPES}")
@@ -292,6 +295,9 @@ def solve_pairwise_exact(
         notes.append(f"bound LP {ub:.2f} ({rounds} rounds, {len(cuts)} conflict cuts)")
     else:
         ub, _ = pairwise_upper_bound(w, floor, scope, time_limit=lp_budget)
+    if known_bound is not None and known_bound < ub:
+        ub = float(known_bound)
+        notes.append(f"given bound {ub:.2f}")
     if warm is not None and ub < partition_strength(warm) - 1e-6:
         raise AssertionError("bound below a verified partition: bug in the bound")
     if not per_model:
