@@ -94,12 +94,13 @@ def solve_pairwise_auto(
             )
             if cg.strength > _strength(best):
                 best = cg.assignment
+            notes.append(
+                f"column generation: bound {cg.bound:.2f}, a partition of {cg.strength} "
+                f"({cg.iterations} LPs, {cg.exact_rounds} exact pricing rounds, {cg.columns} "
+                f"cells{', converged' if cg.converged else ''}, {cg.seconds:.1f}s)"
+            )
             if cg.bound < bound:
-                bound = cg.bound
-                how = (
-                    f"column generation ({cg.iterations} LPs, {cg.exact_rounds} exact pricing "
-                    f"rounds, {cg.columns} cells{', converged' if cg.converged else ''})"
-                )
+                bound, how = cg.bound, "column generation (Lagrangian, exact pricing)"
             if cg.capped:
                 capped.append("column generation")
             parts.append("column generation")

@@ -216,12 +216,12 @@ def _greedy_cells(
         k = int(inside.sum())
         row = delta_m[:, inside].sum(axis=1)
         total = float(row[inside].sum()) / 2.0
-        if k < MIN_PAIRWISE_CELL or total > deficit_budget(k, floor) - SEARCH_TOL * k * k:
+        if k < MIN_PAIRWISE_CELL or total > _search_budget(k, floor):
             continue
         for _step in range(4 * n):
-            b_add = float(deficit_budget(k + 1, floor)) - SEARCH_TOL * (k + 1) ** 2
-            b_same = float(deficit_budget(k, floor)) - SEARCH_TOL * k * k
-            b_drop = float(deficit_budget(k - 1, floor)) - SEARCH_TOL * (k - 1) ** 2
+            b_add = _search_budget(k + 1, floor)
+            b_same = _search_budget(k, floor)
+            b_drop = _search_budget(k - 1, floor)
             best_gain, move = 1e-9, None
             add = np.nonzero(~inside & (total + row <= b_add) & (weights > best_gain))[0]
             if len(add):
@@ -266,8 +266,14 @@ def _cell_ok(delta_m: np.ndarray, cell: np.ndarray, floor: float) -> bool:
     if k < MIN_PAIRWISE_CELL:
         return False
     total = float(delta_m[np.ix_(cell, cell)].sum()) / 2.0
-    # half the verifier's tolerance, so the final check cannot disagree on a borderline cell
-    return total <= float(deficit_budget(k, floor)) - SEARCH_TOL * k * (k - 1) / 2.0
+    return total <= _search_budget(k, floor)
+
+
+def _search_budget(k: int, floor: float) -> float:
+    """The deficit budget with half the verifier's tolerance, so that the final check can
+    never disagree with a search or pricer on a borderline cell."""
+    pairs = k * (k - 1) / 2.0
+    return max(1.0 - floor, 0.0) * pairs + SEARCH_TOL * pairs
 
 
 class _DualLP:
@@ -299,6 +305,53 @@ class _DualLP:
         self.h.run()
         x = np.maximum(np.asarray(self.h.getSolution().col_value), 0.0)
         return float(x.sum()), x[: self.n], x[self.n :]
+
+    def primal(self) -> np.ndarray:
+        """Each column's value in the packing LP (the duals of this LP's rows)."""
+        return np.abs(np.asarray(self.h.getSolution().row_dual))
+
+
+def _greedy_round(lp: _DualLP, delta, floor, weights, sigma, rng, models) -> int:
+    """Columns of positive reduced value found by the greedy, for each model in ``models``."""
+    added = 0
+    for m in models:
+        mine = [c for mm, c in lp.columns if mm == m]
+        mine.sort(key=lambda c: -float(weights[c].sum()))
+        for cell in _greedy_cells(delta[m], floor, weights, mine[:3], rng):
+            if float(weights[cell].sum()) > sigma[m] + _EPS and _cell_ok(delta[m], cell, floor):
+                added += lp.add(m, cell)
+    return added
+
+
+def _dive(delta, floor, columns, rng, deadline: float) -> np.ndarray:
+    """A partition by diving: solve the packing LP (greedy pricing only) on the inputs and
+    models still free, fix its largest column, repeat."""
+    M, n, _ = delta.shape
+    a = -np.ones(n, dtype=np.int64)
+    pool = list(columns)
+    while time.perf_counter() < deadline:
+        free = a < 0
+        models = [m for m in range(M) if not (a == m).any()]
+        if not models or free.sum() < MIN_PAIRWISE_CELL:
+            break
+        lp = _DualLP(n, M)
+        for m, cell in pool:
+            if m in models and free[cell].all():
+                lp.add(m, cell)
+        for _ in range(4 * n):
+            _, pi, sigma = lp.solve()
+            weights = np.where(free, 1.0 - pi, -float(n))  # taken inputs never enter
+            if time.perf_counter() >= deadline:
+                break
+            if not _greedy_round(lp, delta, floor, weights, sigma, rng, models):
+                break
+        if not lp.columns:
+            break
+        pool.extend(lp.columns)
+        value = lp.primal() + 1e-6 * np.array([len(c) for _, c in lp.columns])
+        m, cell = lp.columns[int(np.argmax(value))]
+        a[cell] = m
+    return a
 
 
 def _best_packing(columns, n: int, M: int, time_limit: float) -> np.ndarray:
@@ -389,16 +442,10 @@ def column_generation(
         lp_value, pi, sigma = lp.solve()
         iterations += 1
         weights = 1.0 - pi
-        added = 0
-        for m in range(M):
-            mine = [c for mm, c in lp.columns if mm == m]
-            mine.sort(key=lambda c: -float(weights[c].sum()))
-            for cell in _greedy_cells(delta[m], floor, weights, mine[:3], rng):
-                if float(weights[cell].sum()) > sigma[m] + _EPS and _cell_ok(delta[m], cell, floor):
-                    added += lp.add(m, cell)
-        if added:
+        if _greedy_round(lp, delta, floor, weights, sigma, rng, range(M)):
             continue
         # the greedy found nothing: price exactly, and take the Lagrangian bound
+        added = 0
         exact_rounds += 1
         lagrange = float(pi.sum())
         all_proven = True
@@ -422,6 +469,10 @@ def column_generation(
         if known and floor_bound(bound) <= known:
             break  # the start is proven optimal
     packing = _best_packing(lp.columns, n, M, max(0.5, min(10.0, left() + 2.0)))
+    if (packing >= 0).sum() < floor_bound(bound) and left() > 0:
+        dived = _dive(delta, floor, lp.columns, rng, time.perf_counter() + left())
+        if (dived >= 0).sum() > (packing >= 0).sum():
+            packing = dived
     if not is_feasible(w, packing, floor, "pairwise", "per-model"):
         raise AssertionError("a packing of verified columns failed the floor: bug")
     if start is not None and (start >= 0).sum() > (packing >= 0).sum():
