@@ -16,6 +16,7 @@ import argparse
 import os
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -26,15 +27,8 @@ from solver.pairwise_auto import solve_pairwise_auto  # noqa: E402
 from solver.pairwise_bounds import pairwise_upper_bound  # noqa: E402
 from solver.pairwise_exact import solve_pairwise_exact  # noqa: E402
 
-# the shared graphs, beside the repository
-DATA = os.path.join(
-    os.path.dirname(os.path.abspath(__file__)),
-    "..",
-    "..",
-    "shared",
-    "data",
-    "arithmetic_layer7_r256.npz",
-)
+# the authors' graphs, as shipped with the examples (the same bytes as shared/data)
+DATA = Path(__file__).resolve().parents[1] / "examples" / "data" / "arithmetic_layer7_r256.npz"
 FLOORS = (1.0, 0.99, 0.975, 0.95, 0.925, 0.9)
 
 

@@ -15,6 +15,7 @@ import argparse
 import os
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -26,14 +27,8 @@ from solver.pairwise_bounds import pairwise_upper_bound  # noqa: E402
 from solver.pairwise_search import search_pairwise  # noqa: E402
 from solver.verify import check_partition  # noqa: E402
 
-DATA = os.path.join(
-    os.path.dirname(os.path.abspath(__file__)),
-    "..",
-    "..",
-    "shared",
-    "data",
-    "arithmetic_layer7_r256.npz",
-)
+# the authors' graphs, as shipped with the examples (the same bytes as shared/data)
+DATA = Path(__file__).resolve().parents[1] / "examples" / "data" / "arithmetic_layer7_r256.npz"
 
 
 def shared_model(m: int, n: int) -> np.ndarray:
