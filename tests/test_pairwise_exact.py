@@ -125,6 +125,21 @@ def test_warm_start_is_used_and_checked():
 
 
 @pytest.mark.integration
+def test_a_known_bound_caps_the_program_and_a_wrong_one_is_caught():
+    from test_pairwise_bounds import CASES as BOUND_CASES
+    from test_pairwise_bounds import _optimum
+
+    case = BOUND_CASES[8]  # the bound LP proves 11 here, the optimum is 8
+    w, opt, _ = _optimum(case)
+    a, cert = solve_pairwise_exact(w, case[-1], known_bound=opt + 0.5, time_limit=20)
+    assert cert.objective == opt and cert.status == "optimal"
+    assert f"given bound {opt + 0.5:.2f}" in cert.note
+    # a "bound" below a verified partition is a bug somewhere, never a certificate
+    with pytest.raises(AssertionError, match="bound below a verified partition"):
+        solve_pairwise_exact(w, case[-1], known_bound=opt - 1, warm_start=a, time_limit=20)
+
+
+@pytest.mark.integration
 def test_certificate_optimal_only_when_proven():
     w = _instance(11, 40, M=3)
     a, cert = solve_pairwise_exact(w, 0.8, solver="highs", time_limit=2.0)
