@@ -173,8 +173,9 @@ class _Pricer:
         cost = np.zeros(self.ncol)
         cost[: self.ne] = weights[self.elig]
         h.changeColsCost(self.ncol, np.arange(self.ncol, dtype=np.int32), cost)
-        # HiGHS compares time_limit with its run clock, which adds up over every run()
-        h.setOptionValue("time_limit", h.getRunTime() + max(0.05, float(time_limit)))
+        # the MIP solver measures time_limit from the start of each run() (unlike the LP
+        # re-solves of solver.pairwise_bounds, whose clock adds up over runs)
+        h.setOptionValue("time_limit", max(0.05, float(time_limit)))
         start = self._hint(hint) if hint is not None else None
         if start is not None:
             h.setSolution(start)
