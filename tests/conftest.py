@@ -12,6 +12,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 
 
+import numpy as np
+import pytest
+
+
 def _has_avx2() -> bool:
     try:
         with open("/proc/cpuinfo") as f:
@@ -26,9 +30,6 @@ def _has_avx2() -> bool:
 # of the last decade has (the Makefile selects it too); elsewhere torch's default stays.
 if _has_avx2():
     os.environ.setdefault("ATEN_CPU_CAPABILITY", "avx2")
-
-import numpy as np
-import pytest
 
 TIERS = ("unit", "property", "integration", "golden", "gpu")
 REPO = Path(__file__).resolve().parents[1]

@@ -41,3 +41,18 @@ def test_fresh_demo_reproduces_the_documented_table(tmp_path):
             f"{doc.name}'s demo table is stale: make demo-arithmetic, then "
             f"python bench/demo_table.py results/{spec.name}/report.json --update"
         )
+
+
+@pytest.mark.unit
+def test_torch_runs_the_kernels_the_tables_were_made_with():
+    """conftest selects torch's AVX2 kernels where the CPU has AVX2 (the golden tables were
+    made with them); this fails if something imported torch before conftest could."""
+    import os
+
+    import torch
+    from conftest import _has_avx2
+
+    if not _has_avx2():
+        pytest.skip("no AVX2 on this CPU: torch keeps its default kernels")
+    wanted = os.environ["ATEN_CPU_CAPABILITY"].upper()
+    assert torch.backends.cpu.get_cpu_capability() == wanted
