@@ -84,8 +84,8 @@ def solve_pairwise_auto(
         notes.append(f"local search: {found.moves:,} of {budget:,} moves")
         if found.capped:
             capped.append("local search")
-    # Column generation prices cells per model, so it needs each cell to meet the floor on
-    # its own: per-model floors, or any scope at floor 1.
+    # Column generation prices cells per model, and the bound LP bounds them, so both need
+    # each cell to meet the floor on its own: per-model floors, or any scope at floor 1.
     priced = scope == "per-model" or floor >= 1.0 - TOL
     if small and priced and n <= COLGEN_MAX_INPUTS and _strength(best) < floor_bound(bound):
         if left() > 1.0:
@@ -136,7 +136,7 @@ def solve_pairwise_auto(
         and bound < n - 0.5
         and _strength(best) < floor_bound(bound)
         and left() > max(REFINE_MIN_SECONDS, 2.0 * bound_seconds)
-        and (scope == "per-model" or floor >= 1.0 - TOL)
+        and priced
     ):
         more, rounds, _ = conflict_lp_bound(w, floor, left())
         if more < bound:

@@ -64,10 +64,11 @@ def _prepare(w: np.ndarray) -> np.ndarray:
     return w
 
 
-def deficit_budget(k: np.ndarray | int, floor: float) -> np.ndarray:
-    """Largest total deficit a size-k cell may carry: (1 − λ + TOL)·C(k, 2)."""
+def deficit_budget(k: np.ndarray | int, floor: float, tol: float = TOL) -> np.ndarray:
+    """Largest total deficit a size-k cell may carry: (1 − λ + tol)·C(k, 2). Searches pass
+    ``tol=SEARCH_TOL``, so that the verifier can never disagree on a cell they accept."""
     k = np.asarray(k, dtype=float)
-    return max(1.0 - floor, 0.0) * k * (k - 1) / 2.0 + TOL * k * (k - 1) / 2.0
+    return max(1.0 - floor, 0.0) * k * (k - 1) / 2.0 + tol * k * (k - 1) / 2.0
 
 
 def conflict_capacity(theta: float, k: np.ndarray, floor: float) -> np.ndarray:

@@ -21,7 +21,8 @@ add / drop / swap search from the cells at hand) finds most columns; the exact p
 only when the greedy finds none, and each exact round yields a bound.
 
 The partition is the best integer packing of the columns generated (a HiGHS MILP over the
-columns, seeded with the start's cells), verified by the shared definition. A model whose
+columns, seeded with the start's cells), or a dive (fix the LP's largest column, price again
+on what is free, repeat) where that is stronger, verified by the shared definition. A model whose
 cells may be many (``cells_per_model``) is not handled here: its columns would need a
 cell count per model.
 """
@@ -52,7 +53,8 @@ class ColumnGenerationResult:
     ``converged``); ``assignment``: the best packing of the generated columns (model per
     input, −1 for none), verified; ``iterations``, ``exact_rounds``, ``columns``: work
     done; ``converged``: exact pricing found no improving column, so ``bound`` is the LP
-    optimum up to the pricers' tolerance; ``capped``: the time limit stopped it."""
+    optimum up to the pricers' tolerance; ``capped``: the time limit stopped it, or a pricer
+    stopped at ``pricing_time`` before proving its optimum."""
 
     bound: float
     lp_value: float
@@ -76,7 +78,6 @@ class _Pricer:
         import highspy
 
         n = delta_m.shape[0]
-        self.n = n
         self.ks = np.nonzero(sizes_m)[0]
         self.elig = np.nonzero(fits_m.any(axis=1))[0] if len(self.ks) else np.zeros(0, int)
         h = new_highs()
@@ -271,10 +272,7 @@ def _cell_ok(delta_m: np.ndarray, cell: np.ndarray, floor: float) -> bool:
 
 
 def _search_budget(k: int, floor: float) -> float:
-    """The deficit budget with half the verifier's tolerance, so that the final check can
-    never disagree with a search or pricer on a borderline cell."""
-    pairs = k * (k - 1) / 2.0
-    return max(1.0 - floor, 0.0) * pairs + SEARCH_TOL * pairs
+    return float(deficit_budget(k, floor, tol=SEARCH_TOL))
 
 
 class _DualLP:
@@ -287,7 +285,7 @@ class _DualLP:
         h = new_highs()
         h.addVars(n + M, np.zeros(n + M), np.full(n + M, highspy.kHighsInf))
         h.changeColsCost(n + M, np.arange(n + M, dtype=np.int32), np.ones(n + M))
-        self.h, self.n, self.M = h, n, M
+        self.h, self.n = h, n
         self.columns: list[tuple[int, np.ndarray]] = []
         self._keys: set[tuple[int, bytes]] = set()
 
