@@ -13,9 +13,10 @@ import numpy as np
 
 from solver.certificate import Certificate, floor_bound
 from solver.feasibility import TOL
-from solver.pairwise_bounds import conflict_lp_bound, pairwise_upper_bound
+from solver.pairwise_bounds import conflict_lp_bound, pairwise_upper_bound, size_structure
 from solver.pairwise_colgen import COLGEN_MAX_INPUTS, column_generation
 from solver.pairwise_exact import solve_pairwise_exact
+from solver.pairwise_sdp import SDP_MAX_INPUTS, sdp_model_caps
 from solver.pairwise_search import default_moves, search_pairwise
 from solver.verify import screen_start
 
@@ -23,6 +24,8 @@ BOUND_SHARE = 0.2  # of the time limit, at most BOUND_CAP seconds, goes to the u
 BOUND_CAP = 10.0
 SEARCH_SHARE_WHEN_EXACT = 0.3  # on small instances the search's time cap is this share
 COLGEN_SHARE = 0.6  # of what is left after the search, on small instances
+SDP_SHARE_SMALL = 0.15  # of what the search left, on instances for the exact program
+SDP_SHARE = 0.7  # of what the search left, on larger ones (the rest: the bound LP)
 REFINE_MIN_SECONDS = 5.0  # a bound LP given less than this would not beat the first one
 
 
@@ -87,10 +90,35 @@ def solve_pairwise_auto(
     # Column generation prices cells per model, and the bound LP bounds them, so both need
     # each cell to meet the floor on its own: per-model floors, or any scope at floor 1.
     priced = scope == "per-model" or floor >= 1.0 - TOL
+    size_caps = None
+    if priced and n <= SDP_MAX_INPUTS and _strength(best) < floor_bound(bound):
+        # per-model cell-size caps from the SDP: the bound itself for one model, and
+        # smaller size tables for column generation, the exact program and the bound LP
+        share = (SDP_SHARE_SMALL if small else SDP_SHARE) * max(left(), 0.0)
+        if share > 1.0:
+            known = np.array([(best == m).sum() for m in range(M)])
+            caps = sdp_model_caps(w, floor, known, share)
+            size_caps = caps.caps
+            proven = sum(len(t) for t in caps.tests)
+            notes.append(
+                f"SDP size caps {list(map(int, caps.caps))} (size tests "
+                f"{list(map(int, caps.size_test_caps))}, {proven} SDP solves, "
+                f"{caps.seconds:.1f}s)"
+            )
+            if min(n, caps.bound) < bound:
+                bound = float(min(n, caps.bound))
+                how = f"sum of per-model cell-size caps (doubly non-negative SDP) = {caps.bound}"
+            if not caps.finished:
+                capped.append("SDP size caps")
     if small and priced and n <= COLGEN_MAX_INPUTS and _strength(best) < floor_bound(bound):
         if left() > 1.0:
             cg = column_generation(
-                w, floor, time_limit=COLGEN_SHARE * left(), start=best, seed=seed
+                w,
+                floor,
+                time_limit=COLGEN_SHARE * left(),
+                start=best,
+                seed=seed,
+                size_caps=size_caps,
             )
             if cg.strength > _strength(best):
                 best = cg.assignment
@@ -116,6 +144,7 @@ def solve_pairwise_auto(
                 time_limit=left(),
                 warm_start=best,
                 known_bound=bound,
+                size_caps=size_caps,
             )
             # Only a strictly stronger partition replaces the search's: ties keep the
             # search's answer, which the seed and budget alone determine.
@@ -138,7 +167,10 @@ def solve_pairwise_auto(
         and left() > max(REFINE_MIN_SECONDS, 2.0 * bound_seconds)
         and priced
     ):
-        more, rounds, _ = conflict_lp_bound(w, floor, left())
+        sizes = fits = None
+        if size_caps is not None:
+            sizes, fits = size_structure(w, floor, caps=size_caps)
+        more, rounds, _ = conflict_lp_bound(w, floor, left(), sizes=sizes, fits=fits)
         if more < bound:
             bound, how = more, f"conflict-set LP given the time the search left ({rounds} rounds)"
         if left() < 1.0:

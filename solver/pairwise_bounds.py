@@ -115,11 +115,15 @@ def spectral_size_cap(w_m: np.ndarray, floor: float, rank: int = 5) -> int:
 
 
 def size_structure(
-    w: np.ndarray, floor: float, spectral: bool | None = None
+    w: np.ndarray,
+    floor: float,
+    spectral: bool | None = None,
+    caps: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Facts (a) and (d) for every model. ``spectral`` None: use (d) below floor 1, and at
     floor 1 only up to ``SPECTRAL_MAX_N_AT_ONE`` inputs — there the conflict LP's clique
     cuts bound the cells far below (d), and the eigenvalue work would eat the LP's time.
+    ``caps``: per-model cell-size caps proven elsewhere (``solver.pairwise_sdp``), or None.
 
     Returns ``sizes`` bool [M, n + 1] (sizes[m, k]: a size-k cell of model m may meet the
     floor; k < 2 always False) and ``fits`` bool [M, n, n + 1] (fits[m, v, k]: input v may
@@ -152,6 +156,8 @@ def size_structure(
         own = (k - 1)[None, :] - P <= budget[None, :] + 1e-12
         if spectral and sizes[m].any():
             sizes[m, spectral_size_cap(w[m], floor) + 1 :] = False
+        if caps is not None:
+            sizes[m, int(caps[m]) + 1 :] = False
         fits[m, :, 2:] = (with_v >= need[None, :]) & own & sizes[m, None, 2:]
     return sizes, fits
 

@@ -394,10 +394,12 @@ def column_generation(
     start: np.ndarray | None = None,
     seed: int = 0,
     pricing_time: float = 10.0,
+    size_caps: np.ndarray | None = None,
 ) -> ColumnGenerationResult:
     """Per-model scope (or global at floor 1, where every cell must meet the floor).
     ``start``: a verified partition whose cells seed the columns; ``pricing_time``: the cap
-    of one exact pricing MILP (its dual bound still counts when the cap stops it)."""
+    of one exact pricing MILP (its dual bound still counts when the cap stops it);
+    ``size_caps``: proven per-model cell-size caps (``solver.pairwise_sdp``), or None."""
     t0 = time.perf_counter()
     if not 0.0 < floor <= 1.0:
         raise ValueError(f"floor must lie in (0, 1]; got {floor}")
@@ -411,7 +413,7 @@ def column_generation(
     delta = 1.0 - w
     idx = np.arange(n)
     delta[:, idx, idx] = 0.0
-    sizes, fits = size_structure(w, floor)
+    sizes, fits = size_structure(w, floor, caps=size_caps)
     rng = np.random.default_rng(seed)
     lp = _DualLP(n, M)
     if start is not None:

@@ -262,13 +262,16 @@ def solve_pairwise_exact(
     time_limit: float | None = None,
     warm_start: np.ndarray | None = None,
     known_bound: float | None = None,
+    size_caps: np.ndarray | None = None,
 ) -> tuple[np.ndarray, Certificate]:
     """Maximise strength exactly (up to the time limit); returns (assignment, certificate).
 
     ``assignment[i]`` is the model of input i or −1. The certificate's bound is the best of
     the solver's proven dual bound, the bound LP of solver.pairwise_bounds and
     ``known_bound`` (a bound proven elsewhere, e.g. by column generation: it also enters
-    the program as a cap on the objective)."""
+    the program as a cap on the objective). ``size_caps``: proven per-model cell-size caps
+    (``solver.pairwise_sdp``; they hold where each cell meets the floor on its own, so a
+    global scope below floor 1 ignores them)."""
     t0 = time.perf_counter()
     if scope not in SCOPES:
         raise ValueError(f"unknown scope {scope!r}; expected one of {SCOPES}")
@@ -286,7 +289,7 @@ def solve_pairwise_exact(
     per_model = scope == "per-model" or floor >= 1.0 - TOL
     # -- bounds and cuts
     lp_budget = 5.0 if time_limit is None else max(0.2, min(5.0, 0.1 * time_limit))
-    sizes, fits = size_structure(w, floor)
+    sizes, fits = size_structure(w, floor, caps=size_caps if per_model else None)
     cuts: list = []
     if per_model:
         ub, rounds, lp = conflict_lp_bound(w, floor, lp_budget, sizes=sizes, fits=fits)

@@ -1,0 +1,267 @@
+"""A doubly non-negative SDP cap on one model's cell size, with a certificate checked here.
+
+A cell S of model m with |S| = k meets the floor λ iff xᵀWx >= λ·k(k − 1), where x = 1_S
+and W = w[m] (diagonal zero). X = xxᵀ then satisfies
+
+    X ⪰ 0,  X >= 0,  X_ii <= 1,  tr X = k,  ⟨J, X⟩ = k²,  Σ_j X_ij = k·X_ii  (each i),
+
+so if the SDP  max ⟨W, X⟩  over those constraints stays below λ·k(k − 1), no size-k cell
+exists, and (the feasible sizes of one model being downward closed: dropping a cell's input
+with the least weight inside keeps the floor) none larger either. The SDP is solved
+approximately by SCS; its answer is *not* trusted. The bound is re-derived from the solver's
+multipliers alone: for any α, τ, r, d and any N >= 0 (symmetric, zero diagonal), with
+R = Σ_i r_i·((e_i 1ᵀ + 1 e_iᵀ)/2 − k·e_i e_iᵀ) and M = W + N − αI − τJ − R − diag(d),
+
+    xᵀWx <= xᵀ(W + N)x = xᵀMx + α·k + τ·k² + 0 + Σ_{i∈S} d_i
+         <= λ_max(M)·k + α·k + τ·k² + (sum of the k largest d_i)
+
+for every 0/1 vector x with k ones (xᵀRx = 0 and xᵀ diag(d) x = Σ_{i∈S} d_i for such x).
+N is clipped to >= 0 before use, λ_max is computed by LAPACK with a slack far above its
+error, so the test is valid whatever the solver returned: a poor solve only makes it weak.
+
+The cap is the tightest size this proves below the caps already known (size and spectral
+tests), searched by bisection between a known feasible size and that cap. On the authors'
+graphs it closes most of the gap the degree and eigenvalue tests leave on single models at
+λ = 0.9 (``bench/pairwise_single_model.py``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from solver.feasibility import TOL
+
+SDP_MAX_INPUTS = 700  # the PSD projection is a dense n×n eigendecomposition per iteration
+FIRST_GAP = 0.03
+CHUNK_ITERS = 25  # SCS iterations between two certificates (SCS checks convergence as often)
+MAX_PROBE_ITERS = 2500  # a size SCS has not refuted by then is left unproven
+
+
+@dataclass
+class SizeCertificate:
+    """Outcome of one size test: ``proven`` when no cell of ``size`` inputs meets the floor."""
+
+    size: int
+    proven: bool
+    value: float  # the certified upper bound on xᵀWx over size-k 0/1 vectors
+    need: float  # what a cell of that size needs
+    seconds: float
+
+
+def _svec_index(n: int) -> tuple[np.ndarray, np.ndarray]:
+    # SCS packs the PSD cone's lower triangle column by column, which is the upper triangle
+    # row by row: entry p of svec(X) is X[a[p], b[p]] (times √2 off the diagonal)
+    return np.triu_indices(n)
+
+
+class _SizeSDP:
+    """The SDP of the module docstring for one model, rebuilt per size k (the data are
+    cheap next to the solve) and warm-started from the previous size's solution."""
+
+    def __init__(self, w_m: np.ndarray, floor: float) -> None:
+        w = np.array(w_m, dtype=float, copy=True)
+        np.fill_diagonal(w, 0.0)
+        self.w = 0.5 * (w + w.T)
+        self.floor = floor
+        self.n = n = w.shape[0]
+        self.a, self.b = _svec_index(n)
+        self.diag_pos = np.nonzero(self.a == self.b)[0]
+        self.off_pos = np.nonzero(self.a != self.b)[0]
+        self.nvar = len(self.a)
+        self.warm: dict | None = None
+
+    def need(self, k: int) -> float:
+        n = self.n
+        # the same allowance as the spectral test: LAPACK's eigenvalue error, far exceeded
+        return (self.floor - TOL) * k * (k - 1) - 1e-7 * n * k * (1.0 + np.abs(self.w).max())
+
+    def _data(self, k: int):
+        from scipy import sparse
+
+        n, a, b = self.n, self.a, self.b
+        nv = self.nvar
+        s2 = np.sqrt(2.0)
+        is_diag = a == b
+        scale = np.where(is_diag, 1.0, s2)
+        # zero cone: tr X = k; ⟨J, X⟩ = k²; Σ_j X_ij − k X_ii = 0 for each i
+        rows, cols, vals = [], [], []
+        rows.append(np.zeros(n, dtype=int))
+        cols.append(self.diag_pos)
+        vals.append(np.ones(n))
+        rows.append(np.ones(nv, dtype=int))
+        cols.append(np.arange(nv))
+        vals.append(scale)
+        # RLT row i touches the off-diagonal entries (i, j) with coefficient ½·√2, and X_ii
+        off = self.off_pos
+        half = np.full(len(off), s2 / 2.0)
+        rows += [2 + a[off], 2 + b[off], 2 + a[self.diag_pos]]
+        cols += [off, off, self.diag_pos]
+        vals += [half, half, np.full(n, 1.0 - k)]
+        nz = 2 + n
+        # non-negative cone: 1 − X_ii >= 0; X_ij >= 0 (i < j)
+        rows += [nz + np.arange(n), nz + n + np.arange(len(off))]
+        cols += [self.diag_pos, off]
+        vals += [np.ones(n), -np.ones(len(off))]
+        nl = n + len(off)
+        # PSD cone: s = svec(X)
+        r0 = nz + nl
+        rows.append(r0 + np.arange(nv))
+        cols.append(np.arange(nv))
+        vals.append(-np.ones(nv))
+        A = sparse.csc_matrix(
+            (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+            shape=(r0 + nv, nv),
+        )
+        bvec = np.zeros(r0 + nv)
+        bvec[0] = k
+        bvec[1] = float(k) * k
+        bvec[nz : nz + n] = 1.0
+        c = -self.w[a, b] * scale
+        return A, bvec, c, {"z": nz, "l": nl, "s": [n]}
+
+    def certify(self, k: int, y: np.ndarray) -> float:
+        """The certified bound on xᵀWx over 0/1 vectors with k ones, from multipliers y laid
+        out as SCS's dual vector (only its zero- and non-negative-cone parts are used)."""
+        from scipy.linalg import eigh
+
+        n, a, b = self.n, self.a, self.b
+        alpha, tau = float(y[0]), float(y[1])
+        r = y[2 : 2 + n]
+        d = y[2 + n : 2 + 2 * n]
+        off = self.off_pos
+        nvals = np.maximum(y[2 + 2 * n : 2 + 2 * n + len(off)], 0.0) / np.sqrt(2.0)
+        N = np.zeros((n, n))
+        N[a[off], b[off]] = nvals
+        N = N + N.T
+        R = 0.5 * (r[:, None] + r[None, :]) - k * np.diag(r)
+        M = self.w + N - tau - R - np.diag(d)
+        M[np.diag_indices(n)] -= alpha
+        M = 0.5 * (M + M.T)
+        lam = eigh(M, eigvals_only=True, subset_by_index=[n - 1, n - 1], driver="evx")[0]
+        # LAPACK's slack, as in spectral_size_cap (scaled to M's entries)
+        lam += 1e-7 * n * (1.0 + np.abs(M).max())
+        top = np.sort(d)[::-1][:k]
+        value = lam * k + alpha * k + tau * k * k + top.sum()
+        # floating-point slack on the sum itself (its terms can be large and of both signs)
+        scale = abs(lam * k) + abs(alpha * k) + abs(tau) * k * k + np.abs(top).sum()
+        return float(value + 1e-9 * scale)
+
+    def test(self, k: int, time_limit: float, eps: float = 1e-3) -> SizeCertificate:
+        """Run SCS on size k in short chunks, certifying after each: stop at the first
+        certificate that refutes k, when SCS converges, after ``MAX_PROBE_ITERS`` iterations
+        or at ``time_limit``."""
+        import scs
+
+        t0 = time.perf_counter()
+        A, bvec, c, cone = self._data(k)
+        need = self.need(k)
+        solver = scs.SCS(
+            {"A": A, "b": bvec, "c": c},
+            cone,
+            eps_abs=eps,
+            eps_rel=eps,
+            max_iters=CHUNK_ITERS,
+            verbose=False,
+            acceleration_lookback=10,
+        )
+        value = np.inf
+        for _ in range(0, MAX_PROBE_ITERS, CHUNK_ITERS):
+            sol = solver.solve(warm_start=self.warm is not None, **(self.warm or {}))
+            self.warm = {"x": sol["x"], "y": sol["y"], "s": sol["s"]}
+            value = min(value, self.certify(k, sol["y"]))
+            converged = sol["info"]["status"] in ("solved", "solved_inaccurate")
+            if value < need or converged or time.perf_counter() - t0 > time_limit:
+                break
+        return SizeCertificate(k, bool(value < need), value, need, time.perf_counter() - t0)
+
+
+def sdp_size_cap(
+    w_m: np.ndarray,
+    floor: float,
+    known_feasible: int,
+    known_cap: int,
+    time_limit: float = 30.0,
+) -> tuple[int, list[SizeCertificate], bool]:
+    """The smallest cap on model ``w_m``'s cell size that the SDP proves, searched between
+    ``known_feasible`` (a size a cell is known to reach, e.g. the search's: only a hint) and
+    ``known_cap`` (a proven cap, e.g. the size tests'). Returns the cap (``known_cap`` when
+    nothing better was proven), every size test run, and whether the search finished
+    (False: ``time_limit`` stopped it, and a longer one might prove a smaller cap)."""
+    n = np.asarray(w_m).shape[0]
+    if n > SDP_MAX_INPUTS:
+        raise ValueError(
+            f"the SDP size test is dense in n: {n} inputs exceed SDP_MAX_INPUTS = "
+            f"{SDP_MAX_INPUTS}; use the size and spectral tests (size_structure) instead"
+        )
+    t0 = time.perf_counter()
+    sdp = _SizeSDP(w_m, floor)
+    lo, hi = int(known_feasible), int(known_cap)  # invariant: hi is a proven cap
+    tests: list[SizeCertificate] = []
+    while hi > lo:
+        left = time_limit - (time.perf_counter() - t0)
+        if left <= 0.5:
+            return hi, tests, False
+        # the first probe claims a gap of about 3% (a cold solve costs the most, so it should
+        # succeed); bisection after that
+        k = (lo + hi + 1) // 2 if tests else min(hi, lo + max(1, int(np.ceil(FIRST_GAP * lo))))
+        cert = sdp.test(k, left)
+        tests.append(cert)
+        if cert.proven:
+            hi = k - 1
+        else:
+            lo = k
+    return hi, tests, True
+
+
+@dataclass
+class ModelCaps:
+    """Per-model cell-size caps: ``caps[m]`` is proven (the size tests' cap where the SDP
+    proved nothing better); ``tests`` every SDP size test run, per model."""
+
+    caps: np.ndarray
+    size_test_caps: np.ndarray
+    tests: list[list[SizeCertificate]]
+    finished: bool  # False: the time limit stopped some model's search for a smaller cap
+    seconds: float
+
+    @property
+    def bound(self) -> int:
+        """Σ_m caps[m], capped at n is the caller's job: the strength bound they give."""
+        return int(self.caps.sum())
+
+
+def sdp_model_caps(
+    w: np.ndarray,
+    floor: float,
+    known: np.ndarray,
+    time_limit: float,
+    sizes: np.ndarray | None = None,
+) -> ModelCaps:
+    """Tighten every model's cell-size cap with the SDP, sharing ``time_limit`` between the
+    models. ``known[m]``: a size some cell of model m is known to reach (a hint where the
+    search starts; the caps never depend on it); ``sizes``: the table of
+    ``size_structure`` when already at hand."""
+    from solver.pairwise_bounds import _prepare, size_structure
+
+    t0 = time.perf_counter()
+    w = _prepare(w)
+    M, n, _ = w.shape
+    if sizes is None:
+        sizes, _ = size_structure(w, floor)
+    base = np.array([int(np.nonzero(s)[0].max()) if s.any() else 0 for s in sizes])
+    caps = base.copy()
+    tests: list[list[SizeCertificate]] = [[] for _ in range(M)]
+    known = np.minimum(np.maximum(np.asarray(known, dtype=int), 1), base)
+    todo = [m for m in np.argsort(known - base) if base[m] > known[m]]
+    finished = True
+    for i, m in enumerate(todo):
+        share = (time_limit - (time.perf_counter() - t0)) / (len(todo) - i)
+        if share <= 0.5:
+            finished = False
+            break
+        caps[m], tests[m], done = sdp_size_cap(w[m], floor, int(known[m]), int(base[m]), share)
+        finished &= done
+    return ModelCaps(caps, base, tests, finished, time.perf_counter() - t0)

@@ -1,0 +1,118 @@
+"""The SDP cell-size caps against the true largest cell, found by enumerating every subset
+(tests/test_pairwise_bounds.py's brute force, written from the definition alone)."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from conftest import BUNDLED_DATA
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_pairwise_bounds import CASES, _feasible_masks, _ids, _optimum, _random
+
+from solver.pairwise_bounds import size_bound, size_structure
+from solver.pairwise_sdp import (
+    SDP_MAX_INPUTS,
+    _SizeSDP,
+    sdp_model_caps,
+    sdp_size_cap,
+)
+from solver.pairwise_search import search_pairwise
+from solver.verify import is_feasible
+
+# the single-model cases, and a few with several models
+SIZE_CASES = [c for c in CASES if c[3] == 1] + [c for c in CASES if c[3] > 1][:4]
+
+
+def _largest_cell(w_m: np.ndarray, floor: float) -> int:
+    feasible = _feasible_masks(w_m, floor)
+    sizes = np.array([bin(mask).count("1") for mask in range(len(feasible))])
+    return int(sizes[feasible].max())
+
+
+def _quadratic_max(w_m: np.ndarray, k: int) -> float:
+    """max xᵀWx over 0/1 vectors with k ones, by enumeration."""
+    n = w_m.shape[0]
+    best = -np.inf
+    for cell in itertools.combinations(range(n), k):
+        c = list(cell)
+        best = max(best, float(w_m[np.ix_(c, c)].sum()))
+    return best
+
+
+@pytest.mark.property
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), n=st.integers(3, 9), scale=st.floats(0.01, 10.0))
+def test_certificate_holds_for_any_multipliers(seed, n, scale):
+    """The bound is re-derived from the multipliers alone: whatever SCS returned (here: any
+    numbers at all, of either sign), it never falls below the true maximum of xᵀWx."""
+    rng = np.random.default_rng(seed)
+    w = _random(seed, n, 1)[0]
+    sdp = _SizeSDP(w, 0.9)
+    y = rng.normal(scale=scale, size=2 + 2 * n + n * (n - 1) // 2)
+    for k in range(1, n + 1):
+        assert sdp.certify(k, y) >= _quadratic_max(w, k) - 1e-9
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("case", SIZE_CASES, ids=_ids)
+def test_caps_never_below_the_largest_cell(case):
+    w, _, _ = _optimum(case)
+    floor = case[-1]
+    caps = sdp_model_caps(w, floor, np.ones(w.shape[0], dtype=int), time_limit=20.0)
+    for m in range(w.shape[0]):
+        truth = _largest_cell(w[m], floor)
+        assert truth <= caps.caps[m] <= caps.size_test_caps[m]
+
+
+@pytest.mark.integration
+def test_caps_are_tight_where_the_size_tests_are_not():
+    """The comparison above has teeth: on enumerable instances the SDP proves the largest
+    cell exactly almost everywhere, and below the size tests' cap on many models."""
+    exact = below = total = 0
+    for case in CASES:
+        w, _, _ = _optimum(case)
+        floor = case[-1]
+        caps = sdp_model_caps(w, floor, np.ones(w.shape[0], dtype=int), time_limit=20.0)
+        for m in range(w.shape[0]):
+            total += 1
+            exact += caps.caps[m] == _largest_cell(w[m], floor)
+            below += caps.caps[m] < caps.size_test_caps[m]
+    assert exact >= total - 3
+    assert below >= total // 3
+
+
+@pytest.mark.integration
+def test_shared_model_is_capped_at_the_cell_the_search_finds():
+    """Model 1 of the authors' graphs on its first 120 inputs, floor 0.9: the size tests cap
+    its cells at 50, the SDP within one of the cell the search finds (34 today, proven)."""
+    w = np.load(BUNDLED_DATA)["twice_w"][1:2, :120, :120].astype(float) / 2
+    floor = 0.9
+    _, base = size_bound(w, floor)
+    found = search_pairwise(w, floor, "per-model", time_limit=10.0, seed=0)
+    assert is_feasible(w, found.assignment, floor, "pairwise", "per-model")
+    k = int((found.assignment == 0).sum())
+    cap, tests, finished = sdp_size_cap(w[0], floor, k, int(base[0]), time_limit=60.0)
+    assert finished and tests
+    assert k <= cap <= k + 1 and base[0] >= cap + 10
+    # each refuted size was refuted by a certificate below its need
+    assert all(t.value < t.need for t in tests if t.proven)
+
+
+@pytest.mark.unit
+def test_size_structure_takes_caps():
+    w = _random(3, 12, 2)
+    sizes, fits = size_structure(w, 0.8)
+    capped, capped_fits = size_structure(w, 0.8, caps=np.array([4, 12]))
+    assert not capped[0, 5:].any() and not capped_fits[0, :, 5:].any()
+    np.testing.assert_array_equal(capped[0, :5], sizes[0, :5])
+    np.testing.assert_array_equal(capped[1], sizes[1])
+
+
+@pytest.mark.unit
+def test_refuses_instances_too_large_for_a_dense_sdp():
+    w = np.zeros((SDP_MAX_INPUTS + 1, SDP_MAX_INPUTS + 1))
+    with pytest.raises(ValueError, match="SDP_MAX_INPUTS"):
+        sdp_size_cap(w, 0.9, 1, 10)
