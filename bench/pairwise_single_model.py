@@ -80,8 +80,11 @@ def auto(w: np.ndarray, floor: float, time_limit: float):
     return a, cert.bound, time.perf_counter() - t0, cert.note
 
 
-def run(name: str, w: np.ndarray, floor: float, time_limit: float, bound_time: float) -> None:
-    cols = []
+def run(
+    name: str, w: np.ndarray, floor: float, time_limit: float, bound_time: float
+) -> tuple[float, float]:
+    """Print one instance's row; return the (baseline, auto) gaps."""
+    cols, gaps = [], []
     notes = ""
     for a, bound, seconds, note in (
         baseline(w, floor, time_limit, bound_time),
@@ -91,9 +94,11 @@ def run(name: str, w: np.ndarray, floor: float, time_limit: float, bound_time: f
         strength = int((a >= 0).sum())
         gap = (bound - strength) / max(bound, 1.0)
         cols.append(f"{strength:>5} {bound:>6.1f} {gap:>6.3f} {seconds:>5.1f}")
+        gaps.append(gap)
         notes = note or notes
     sdp = next((p for p in notes.split("; ") if p.startswith("SDP")), "")
     print(f"{name:>14} {w.shape[1]:>5}  {cols[0]}  |  {cols[1]}  {sdp}", flush=True)
+    return gaps[0], gaps[1]
 
 
 def main() -> None:
@@ -114,13 +119,22 @@ def main() -> None:
         f"{'instance':>14} {'n':>5}  {'base: str':>5} {'bound':>6} {'gap':>6} {'s':>5}  |  "
         f"{'auto: str':>5} {'bound':>6} {'gap':>6} {'s':>5}"
     )
+    gaps = []
     for n in sizes:
         for m in range(6):
-            run(f"shared m{m}", shared_model(m, n), args.floor, args.time_limit, args.bound_time)
+            w = shared_model(m, n)
+            gaps.append(run(f"shared m{m}", w, args.floor, args.time_limit, args.bound_time))
         if not args.skip_planted:
             for seed in range(3):
                 w = planted(seed, n, n * 2 // 5)
-                run(f"planted s{seed}", w, args.floor, args.time_limit, args.bound_time)
+                gaps.append(
+                    run(f"planted s{seed}", w, args.floor, args.time_limit, args.bound_time)
+                )
+    base, new = np.array(gaps).T
+    print(
+        f"instances={len(gaps)} max_gap_baseline={base.max():.3f} max_gap_auto={new.max():.3f} "
+        f"within_10pct_baseline={(base <= 0.10).sum()} within_10pct_auto={(new <= 0.10).sum()}"
+    )
 
 
 if __name__ == "__main__":

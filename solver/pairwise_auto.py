@@ -26,6 +26,7 @@ SEARCH_SHARE_WHEN_EXACT = 0.3  # on small instances the search's time cap is thi
 COLGEN_SHARE = 0.6  # of what is left after the search, on small instances
 SDP_SHARE_SMALL = 0.15  # of what the search left, on instances for the exact program
 SDP_SHARE = 0.7  # of what the search left, on larger ones (the rest: the bound LP)
+SDP_MIN_SECONDS = 3.0
 REFINE_MIN_SECONDS = 5.0  # a bound LP given less than this would not beat the first one
 
 
@@ -95,7 +96,11 @@ def solve_pairwise_auto(
         # per-model cell-size caps from the SDP: the bound itself for one model, and
         # smaller size tables for column generation, the exact program and the bound LP
         share = (SDP_SHARE_SMALL if small else SDP_SHARE) * max(left(), 0.0)
-        if share > 1.0:
+        # a small instance's SDPs take a fraction of a second each: a short limit still
+        # leaves them a few seconds
+        if small:
+            share = max(share, min(SDP_MIN_SECONDS, 0.5 * max(left(), 0.0)))
+        if share > 0.5:
             known = np.array([(best == m).sum() for m in range(M)])
             caps = sdp_model_caps(w, floor, known, share)
             size_caps = caps.caps

@@ -257,11 +257,17 @@ def sdp_model_caps(
     known = np.minimum(np.maximum(np.asarray(known, dtype=int), 1), base)
     todo = [m for m in np.argsort(known - base) if base[m] > known[m]]
     finished = True
+    solved: dict[bytes, int] = {}  # copies of one model (cells_per_model) are solved once
     for i, m in enumerate(todo):
+        key = w[m].tobytes()
+        if key in solved:
+            caps[m] = min(caps[m], solved[key])
+            continue
         share = (time_limit - (time.perf_counter() - t0)) / (len(todo) - i)
         if share <= 0.5:
             finished = False
             break
         caps[m], tests[m], done = sdp_size_cap(w[m], floor, int(known[m]), int(base[m]), share)
+        solved[key] = int(caps[m])
         finished &= done
     return ModelCaps(caps, base, tests, finished, time.perf_counter() - t0)

@@ -116,3 +116,13 @@ def test_refuses_instances_too_large_for_a_dense_sdp():
     w = np.zeros((SDP_MAX_INPUTS + 1, SDP_MAX_INPUTS + 1))
     with pytest.raises(ValueError, match="SDP_MAX_INPUTS"):
         sdp_size_cap(w, 0.9, 1, 10)
+
+
+@pytest.mark.integration
+def test_copies_of_a_model_are_solved_once():
+    """cells_per_model works on copies of each model: one SDP search serves them all."""
+    w, _, _ = _optimum(CASES[4])
+    twice = np.concatenate([w, w])
+    caps = sdp_model_caps(twice, CASES[4][-1], np.array([1, 1]), time_limit=20.0)
+    assert caps.caps[0] == caps.caps[1] == _largest_cell(w[0], CASES[4][-1])
+    assert sum(1 for t in caps.tests if t) == 1
