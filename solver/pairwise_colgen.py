@@ -16,7 +16,9 @@ the Lagrangian bound, valid for *any* π >= 0 whatever the LP's accuracy,
 
 where P_m(π) is any proven upper bound on model m's best pricing value; exact pricing
 (a HiGHS MILP: size-indexed deficit formulation, as in solver.pairwise_exact) gives it as
-the MILP's dual bound, even when its time limit stops it early. Cheap pricing (a greedy
+the MILP's dual bound, even when its time limit stops it early; where that stops it, the
+doubly non-negative SDP of solver.pairwise_sdp bounds the same problem too (its certificate
+checked here), and the smaller of the two counts. Cheap pricing (a greedy
 add / drop / swap search from the cells at hand) finds most columns; the exact pricer runs
 only when the greedy finds none, and each exact round yields a bound.
 
@@ -38,6 +40,7 @@ from solver.backends import new_highs
 from solver.certificate import floor_bound
 from solver.feasibility import MIN_PAIRWISE_CELL, SEARCH_TOL, TOL
 from solver.pairwise_bounds import _prepare, deficit_budget, size_structure
+from solver.pairwise_sdp import SDP_MAX_INPUTS, weighted_cell_bound
 from solver.verify import is_feasible
 
 COLGEN_MAX_INPUTS = 200  # exact pricing is a MILP over every pair: beyond this it is too slow
@@ -457,6 +460,11 @@ def column_generation(
             mine = [c for mm, c in lp.columns if mm == m]
             hint = max(mine, key=lambda c: float(weights[c].sum())) if mine else None
             p_bound, cells, proven = pricers[m].price(weights, share, hint)
+            if not proven and n <= SDP_MAX_INPUTS:
+                # the capped MILP's dual bound tends to stay near the size cap; the SDP's
+                # certificate bounds the same pricing problem, often far lower
+                sdp = weighted_cell_bound(w[m], floor, weights, sizes[m], min(share, left()))
+                p_bound = min(p_bound, sdp)
             all_proven &= proven
             lagrange += max(0.0, p_bound)
             for cell in cells:

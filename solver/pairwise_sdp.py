@@ -36,6 +36,7 @@ from solver.feasibility import TOL
 
 SDP_MAX_INPUTS = 700  # the PSD projection is a dense n×n eigendecomposition per iteration
 FIRST_GAP = 0.03
+EPS = 1e-3  # SCS's tolerance: the certificate, not the solver, decides what is proven
 CHUNK_ITERS = 25  # SCS iterations between two certificates (SCS checks convergence as often)
 MAX_PROBE_ITERS = 2500  # a size SCS has not refuted by then is left unproven
 
@@ -61,11 +62,14 @@ class _SizeSDP:
     """The SDP of the module docstring for one model, rebuilt per size k (the data are
     cheap next to the solve) and warm-started from the previous size's solution."""
 
-    def __init__(self, w_m: np.ndarray, floor: float) -> None:
+    def __init__(self, w_m: np.ndarray, floor: float, weights: np.ndarray | None = None) -> None:
         w = np.array(w_m, dtype=float, copy=True)
         np.fill_diagonal(w, 0.0)
         self.w = 0.5 * (w + w.T)
         self.floor = floor
+        # weights: maximise Σ_{i∈S} weights_i over cells instead (the column-generation
+        # pricing problem); the floor then enters as one more row, ⟨W, X⟩ >= need(k)
+        self.weights = None if weights is None else np.asarray(weights, dtype=float)
         self.n = n = w.shape[0]
         self.a, self.b = _svec_index(n)
         self.diag_pos = np.nonzero(self.a == self.b)[0]
@@ -106,6 +110,11 @@ class _SizeSDP:
         cols += [self.diag_pos, off]
         vals += [np.ones(n), -np.ones(len(off))]
         nl = n + len(off)
+        if self.weights is not None:  # ⟨W, X⟩ − need >= 0
+            rows.append(np.full(nv, nz + nl))
+            cols.append(np.arange(nv))
+            vals.append(-self.w[a, b] * scale)
+            nl += 1
         # PSD cone: s = svec(X)
         r0 = nz + nl
         rows.append(r0 + np.arange(nv))
@@ -119,12 +128,18 @@ class _SizeSDP:
         bvec[0] = k
         bvec[1] = float(k) * k
         bvec[nz : nz + n] = 1.0
-        c = -self.w[a, b] * scale
+        if self.weights is None:
+            c = -self.w[a, b] * scale
+        else:
+            bvec[nz + nl - 1] = -self.need(k)
+            c = np.zeros(nv)
+            c[self.diag_pos] = -self.weights[a[self.diag_pos]]
         return A, bvec, c, {"z": nz, "l": nl, "s": [n]}
 
     def certify(self, k: int, y: np.ndarray) -> float:
-        """The certified bound on xᵀWx over 0/1 vectors with k ones, from multipliers y laid
-        out as SCS's dual vector (only its zero- and non-negative-cone parts are used)."""
+        """The certified bound on xᵀWx over 0/1 vectors with k ones (with weights: on
+        Σ_{i∈S} weights_i over size-k cells), from multipliers y laid out as SCS's dual
+        vector (only its zero- and non-negative-cone parts are used)."""
         from scipy.linalg import eigh
 
         n, a, b = self.n, self.a, self.b
@@ -137,32 +152,38 @@ class _SizeSDP:
         N[a[off], b[off]] = nvals
         N = N + N.T
         R = 0.5 * (r[:, None] + r[None, :]) - k * np.diag(r)
-        M = self.w + N - tau - R - np.diag(d)
+        if self.weights is None:
+            M = self.w + N - tau - R - np.diag(d)
+            shift = 0.0
+        else:
+            # Σ_{i∈S} weights_i <= xᵀ(diag(weights) + μW)x − μ·need(k) on cells, for μ >= 0
+            mu = max(float(y[2 + 2 * n + len(off)]), 0.0)
+            M = mu * self.w + np.diag(self.weights) + N - tau - R - np.diag(d)
+            shift = -mu * self.need(k)
         M[np.diag_indices(n)] -= alpha
         M = 0.5 * (M + M.T)
         lam = eigh(M, eigvals_only=True, subset_by_index=[n - 1, n - 1], driver="evx")[0]
         # LAPACK's slack, as in spectral_size_cap (scaled to M's entries)
         lam += 1e-7 * n * (1.0 + np.abs(M).max())
         top = np.sort(d)[::-1][:k]
-        value = lam * k + alpha * k + tau * k * k + top.sum()
+        value = lam * k + alpha * k + tau * k * k + top.sum() + shift
         # floating-point slack on the sum itself (its terms can be large and of both signs)
-        scale = abs(lam * k) + abs(alpha * k) + abs(tau) * k * k + np.abs(top).sum()
+        scale = abs(lam * k) + abs(alpha * k) + abs(tau) * k * k + np.abs(top).sum() + abs(shift)
         return float(value + 1e-9 * scale)
 
-    def test(self, k: int, time_limit: float, eps: float = 1e-3) -> SizeCertificate:
-        """Run SCS on size k in short chunks, certifying after each: stop at the first
-        certificate that refutes k, when SCS converges, after ``MAX_PROBE_ITERS`` iterations
-        or at ``time_limit``."""
+    def bound(self, k: int, time_limit: float, stop_below: float = -np.inf) -> float:
+        """Run SCS on size k in short chunks, certifying after each; return the best
+        certified value. Stops below ``stop_below``, when SCS converges, after
+        ``MAX_PROBE_ITERS`` iterations or at ``time_limit``."""
         import scs
 
         t0 = time.perf_counter()
         A, bvec, c, cone = self._data(k)
-        need = self.need(k)
         solver = scs.SCS(
             {"A": A, "b": bvec, "c": c},
             cone,
-            eps_abs=eps,
-            eps_rel=eps,
+            eps_abs=EPS,
+            eps_rel=EPS,
             max_iters=CHUNK_ITERS,
             verbose=False,
             acceleration_lookback=10,
@@ -173,8 +194,15 @@ class _SizeSDP:
             self.warm = {"x": sol["x"], "y": sol["y"], "s": sol["s"]}
             value = min(value, self.certify(k, sol["y"]))
             converged = sol["info"]["status"] in ("solved", "solved_inaccurate")
-            if value < need or converged or time.perf_counter() - t0 > time_limit:
+            if value < stop_below or converged or time.perf_counter() - t0 > time_limit:
                 break
+        return value
+
+    def test(self, k: int, time_limit: float) -> SizeCertificate:
+        """Whether the certificate refutes cells of size k."""
+        t0 = time.perf_counter()
+        need = self.need(k)
+        value = self.bound(k, time_limit, stop_below=need)
         return SizeCertificate(k, bool(value < need), value, need, time.perf_counter() - t0)
 
 
@@ -271,3 +299,33 @@ def sdp_model_caps(
         solved[key] = int(caps[m])
         finished &= done
     return ModelCaps(caps, base, tests, finished, time.perf_counter() - t0)
+
+
+def weighted_cell_bound(
+    w_m: np.ndarray,
+    floor: float,
+    weights: np.ndarray,
+    sizes_m: np.ndarray,
+    time_limit: float,
+) -> float:
+    """A proven upper bound on max Σ_{i∈S} weights_i over the cells S of model ``w_m`` that
+    meet ``floor`` and whose size k has ``sizes_m[k]`` True (the pricing problem of column
+    generation; the empty cell, 0, is the caller's). Each size's bound is the smaller of the
+    sum of its k largest weights and the SDP's certificate; sizes are taken by that sum,
+    largest first, and those the time leaves are bounded by the sum alone."""
+    t0 = time.perf_counter()
+    weights = np.asarray(weights, dtype=float)
+    ks = np.nonzero(np.asarray(sizes_m, dtype=bool))[0]
+    ks = ks[ks >= 2]
+    if len(ks) == 0:
+        return -np.inf
+    top = np.cumsum(np.sort(weights)[::-1])[ks - 1]
+    sdp = _SizeSDP(w_m, floor, weights)
+    best = -np.inf
+    for i in np.argsort(-top):
+        if top[i] <= best:
+            break  # every later size's top-k sum is smaller still
+        left = time_limit - (time.perf_counter() - t0)
+        value = top[i] if left <= 0.05 else min(top[i], sdp.bound(int(ks[i]), left, best))
+        best = max(best, value)
+    return float(best)

@@ -18,6 +18,7 @@ from solver.pairwise_sdp import (
     _SizeSDP,
     sdp_model_caps,
     sdp_size_cap,
+    weighted_cell_bound,
 )
 from solver.pairwise_search import search_pairwise
 from solver.verify import is_feasible
@@ -126,3 +127,39 @@ def test_copies_of_a_model_are_solved_once():
     caps = sdp_model_caps(twice, CASES[4][-1], np.array([1, 1]), time_limit=20.0)
     assert caps.caps[0] == caps.caps[1] == _largest_cell(w[0], CASES[4][-1])
     assert sum(1 for t in caps.tests if t) == 1
+
+
+WEIGHTED_CASES = [(1, 0.9), (2, 0.8), (3, 0.95), (4, 1.0), (5, 0.9), (6, 0.85)]
+
+
+def _weighted_case(seed: int, floor: float):
+    from test_pairwise_colgen import _best_weighted_cell
+
+    w = _random(seed, 11, 1)
+    weights = np.random.default_rng(seed).uniform(-0.5, 1.0, size=11)
+    sizes, _ = size_structure(w, floor)
+    best = _best_weighted_cell(w[0], floor, weights)
+    value = weighted_cell_bound(w[0], floor, weights, sizes[0], time_limit=20.0)
+    ks = np.nonzero(sizes[0])[0]
+    top = max(np.cumsum(np.sort(weights)[::-1])[k - 1] for k in ks)  # the size tests' bound
+    return best, value, top
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("seed, floor", WEIGHTED_CASES)
+def test_weighted_bound_covers_the_best_weighted_cell(seed, floor):
+    """The pricing bound of column generation: never below the best weighted cell found by
+    enumeration, nor above the size tests' top-k sums, and close to the best."""
+    best, value, top = _weighted_case(seed, floor)
+    assert best - 1e-6 <= value <= top + 1e-9
+    assert value <= best + 0.25
+
+
+@pytest.mark.integration
+def test_weighted_bound_beats_the_top_k_sums():
+    below = exact = 0
+    for seed, floor in WEIGHTED_CASES:
+        best, value, top = _weighted_case(seed, floor)
+        below += value < top - 0.05
+        exact += value <= best + 1e-3
+    assert below >= 4 and exact >= 2
