@@ -1,7 +1,7 @@
 """The optimisation core: which candidate causal model explains which inputs.
 
-numpy + PuLP (+ highspy) only: this package never imports torch, ray, ``intervention``
-or ``service``.
+numpy, scipy, PuLP, highspy and SCS only: this package never imports torch, ray,
+``intervention`` or ``service``.
 """
 
 from solver.api import Solver, SolverConfigError, frontier, solve
