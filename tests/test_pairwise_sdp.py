@@ -92,10 +92,10 @@ def test_shared_model_is_capped_at_the_cell_the_search_finds():
     w = np.load(BUNDLED_DATA)["twice_w"][1:2, :120, :120].astype(float) / 2
     floor = 0.9
     _, base = size_bound(w, floor)
-    found = search_pairwise(w, floor, "per-model", time_limit=10.0, seed=0)
+    found = search_pairwise(w, floor, "per-model", time_limit=60.0, seed=0)
     assert is_feasible(w, found.assignment, floor, "pairwise", "per-model")
     k = int((found.assignment == 0).sum())
-    cap, tests, finished = sdp_size_cap(w[0], floor, k, int(base[0]), time_limit=60.0)
+    cap, tests, finished = sdp_size_cap(w[0], floor, k, int(base[0]), time_limit=120.0)
     assert finished and tests
     assert k <= cap <= k + 1 and base[0] >= cap + 10
     # each refuted size was refuted by a certificate below its need
