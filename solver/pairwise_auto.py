@@ -15,6 +15,7 @@ from solver.certificate import Certificate, floor_bound
 from solver.feasibility import TOL
 from solver.pairwise_bounds import conflict_lp_bound, pairwise_upper_bound, size_structure
 from solver.pairwise_colgen import COLGEN_MAX_INPUTS, column_generation
+from solver.pairwise_enumerate import reduced_cost_proof
 from solver.pairwise_exact import solve_pairwise_exact
 from solver.pairwise_sdp import SDP_MAX_INPUTS, sdp_model_caps
 from solver.pairwise_search import default_moves, search_pairwise
@@ -27,6 +28,7 @@ COLGEN_SHARE = 0.6  # of what is left after the search, on small instances
 SDP_SHARE_SMALL = 0.15  # of what the search left, on instances for the exact program
 SDP_SHARE = 0.7  # of what the search left, on larger ones (the rest: the bound LP)
 SDP_MIN_SECONDS = 3.0
+ENUM_SHARE = 0.7  # of what column generation left, for the enumeration proof
 REFINE_MIN_SECONDS = 5.0  # a bound LP given less than this would not beat the first one
 
 
@@ -137,6 +139,31 @@ def solve_pairwise_auto(
             if cg.capped:
                 capped.append("column generation")
             parts.append("column generation")
+            if cg.multipliers is not None and _strength(best) < floor_bound(bound):
+                # the column-generation multipliers leave few cells that could beat the best
+                # partition: enumerate them, and pack them exactly
+                sizes, _ = size_structure(w, floor, caps=size_caps)
+                largest = np.array([s.nonzero()[0].max() if s.any() else 0 for s in sizes])
+                proof = reduced_cost_proof(
+                    w,
+                    floor,
+                    cg.multipliers,
+                    cg.pricing_bounds,
+                    _strength(best),
+                    largest,
+                    ENUM_SHARE * left(),
+                )
+                if proof.assignment is not None:
+                    best = proof.assignment
+                if proof.bound < bound:
+                    bound, how = proof.bound, "reduced-cost enumeration of cells, packed exactly"
+                state = "proven" if proof.proven else "not closed"
+                if not proof.finished:
+                    state = "stopped by its cap"
+                    capped.append("cell enumeration")
+                notes.append(
+                    f"cell enumeration: {proof.cells:,} cells, {state}, {proof.seconds:.1f}s"
+                )
         else:
             capped.append("column generation (no time left)")
     if small and _strength(best) < floor_bound(bound):

@@ -57,7 +57,9 @@ class ColumnGenerationResult:
     input, −1 for none), verified; ``iterations``, ``exact_rounds``, ``columns``: work
     done; ``converged``: exact pricing found no improving column, so ``bound`` is the LP
     optimum up to the pricers' tolerance; ``capped``: the time limit stopped it, or a pricer
-    stopped at ``pricing_time`` before proving its optimum."""
+    stopped at ``pricing_time`` before proving its optimum; ``multipliers`` and
+    ``pricing_bounds``: the π and the per-model bounds P_m that gave ``bound`` (None when no
+    exact round finished), for solver.pairwise_enumerate."""
 
     bound: float
     lp_value: float
@@ -68,6 +70,8 @@ class ColumnGenerationResult:
     converged: bool
     capped: bool
     seconds: float
+    multipliers: np.ndarray | None = None
+    pricing_bounds: np.ndarray | None = None
 
     @property
     def strength(self) -> int:
@@ -358,11 +362,18 @@ def _dive(delta, floor, columns, rng, deadline: float) -> np.ndarray:
 
 def _best_packing(columns, n: int, M: int, time_limit: float) -> np.ndarray:
     """The largest packing of the columns (each input and each model at most once)."""
+    return packing_program(columns, n, M, time_limit)[0]
+
+
+def packing_program(columns, n: int, M: int, time_limit: float) -> tuple[np.ndarray, float, bool]:
+    """The largest packing of the columns (each input and each model at most once) by a
+    HiGHS MILP: (assignment, a proven upper bound on the packing's best size — the MILP's
+    dual bound, floored, the sizes being whole — and whether that bound was reached)."""
     import highspy
 
     a = -np.ones(n, dtype=np.int64)
     if not columns:
-        return a
+        return a, 0.0, True
     h = new_highs()
     c = len(columns)
     h.addVars(c, np.zeros(c), np.ones(c))
@@ -386,7 +397,12 @@ def _best_packing(columns, n: int, M: int, time_limit: float) -> np.ndarray:
         for j in np.nonzero(np.asarray(sol.col_value) > 0.5)[0]:
             m, cell = columns[j]
             a[cell] = m
-    return a
+    status = h.getModelStatus()
+    usable = status in (highspy.HighsModelStatus.kOptimal, highspy.HighsModelStatus.kTimeLimit)
+    bound = float(sum(len(c) for _, c in columns))
+    if usable:
+        bound = min(bound, float(np.floor(h.getInfo().mip_dual_bound + 1e-6)))
+    return a, bound, bool(usable and (a >= 0).sum() >= bound)
 
 
 def column_generation(
@@ -433,6 +449,7 @@ def column_generation(
     known = int((start >= 0).sum()) if start is not None else 0
     pricers: list[_Pricer | None] = [None] * M
     bound, lp_value = float(n), float(n)
+    best_pi = best_p = None
     iterations = exact_rounds = 0
     converged = capped = False
 
@@ -453,6 +470,7 @@ def column_generation(
         exact_rounds += 1
         lagrange = float(pi.sum())
         all_proven = True
+        p_bounds = np.zeros(M)
         for m in range(M):
             if pricers[m] is None:
                 pricers[m] = _Pricer(delta[m], floor, sizes[m], fits[m])
@@ -466,11 +484,13 @@ def column_generation(
                 sdp = weighted_cell_bound(w[m], floor, weights, sizes[m], min(share, left()))
                 p_bound = min(p_bound, sdp)
             all_proven &= proven
+            p_bounds[m] = p_bound
             lagrange += max(0.0, p_bound)
             for cell in cells:
                 if float(weights[cell].sum()) > sigma[m] + _EPS and _cell_ok(delta[m], cell, floor):
                     added += lp.add(m, cell)
-        bound = min(bound, lagrange)  # valid for any π >= 0, capped pricers included
+        if best_pi is None or lagrange < bound:  # valid for any π >= 0, capped pricers too
+            bound, best_pi, best_p = min(bound, lagrange), pi.copy(), p_bounds
         if added == 0:
             converged = all_proven
             capped = not all_proven  # a pricer stopped at pricing_time
@@ -496,4 +516,6 @@ def column_generation(
         converged=converged,
         capped=capped,
         seconds=time.perf_counter() - t0,
+        multipliers=best_pi,
+        pricing_bounds=best_p,
     )

@@ -1,0 +1,97 @@
+"""Reduced-cost enumeration against the true optimum, found by enumerating every subset
+(tests/test_pairwise_bounds.py's brute force, written from the definition alone)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_pairwise_bounds import CASES, _feasible_masks, _ids, _optimum, _random
+
+from solver.pairwise_bounds import size_structure
+from solver.pairwise_colgen import column_generation
+from solver.pairwise_enumerate import enumerate_cells, reduced_cost_proof
+from solver.verify import is_feasible
+
+
+@pytest.mark.property
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    n=st.integers(4, 10),
+    floor=st.sampled_from([1.0, 0.95, 0.9, 0.8]),
+    threshold=st.floats(-1.0, 4.0),
+)
+def test_enumeration_finds_exactly_the_heavy_feasible_cells(seed, n, floor, threshold):
+    w = _random(seed, n, 1)[0]
+    weights = np.random.default_rng(seed).uniform(-0.5, 1.0, size=n)
+    feasible = _feasible_masks(w, floor)
+    bits = (np.arange(1 << n)[:, None] >> np.arange(n)[None, :]) & 1
+    size = bits.sum(axis=1)
+    heavy = bits @ weights >= threshold - 1e-9
+    truth = {int(m) for m in np.nonzero(feasible & heavy & (size >= 2))[0]}
+    delta = 1.0 - w
+    np.fill_diagonal(delta, 0.0)
+    cells = enumerate_cells(delta, floor, weights, threshold, n, time.perf_counter() + 60)
+    assert cells is not None
+    found = [int(sum(1 << int(v) for v in c)) for c in cells]
+    assert len(found) == len(set(found))  # each cell once
+    assert set(found) == truth
+
+
+@pytest.mark.unit
+def test_enumeration_gives_up_at_its_cap():
+    w = np.ones((12, 12))
+    np.fill_diagonal(w, 0.0)
+    delta = 1.0 - w
+    np.fill_diagonal(delta, 0.0)
+    # 4,083 cells of at least two inputs meet floor 1 here; a cap of 100 stops it
+    out = enumerate_cells(delta, 1.0, np.ones(12), 0.0, 12, time.perf_counter() + 60, 100)
+    assert out is None
+
+
+_CG: dict = {}
+
+
+def _cg(case):
+    if case not in _CG:
+        w, _, _ = _optimum(case)
+        _CG[case] = column_generation(w, case[-1], time_limit=20.0)
+    return _CG[case]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("case", CASES, ids=_ids)
+def test_proof_finds_the_optimum_from_one_below(case):
+    """Told only that a partition of opt − 1 exists, the proof must find one of opt (every
+    such partition packs enumerated cells) and must not claim more."""
+    w, opt, _ = _optimum(case)
+    floor = case[-1]
+    r = _cg(case)
+    assert r.multipliers is not None
+    sizes, _ = size_structure(w, floor)
+    largest = np.array([s.nonzero()[0].max() if s.any() else 0 for s in sizes])
+    proof = reduced_cost_proof(
+        w, floor, r.multipliers, r.pricing_bounds, opt - 1, largest, time_limit=60.0
+    )
+    assert proof.finished and proof.proven
+    assert proof.bound >= opt - 1e-9
+    assert proof.assignment is not None and (proof.assignment >= 0).sum() == opt
+    assert is_feasible(w, proof.assignment, floor, "pairwise", "per-model")
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("case", CASES[:6], ids=_ids)
+def test_proof_of_the_optimum_holds(case):
+    w, opt, _ = _optimum(case)
+    floor = case[-1]
+    r = _cg(case)
+    sizes, _ = size_structure(w, floor)
+    largest = np.array([s.nonzero()[0].max() if s.any() else 0 for s in sizes])
+    proof = reduced_cost_proof(
+        w, floor, r.multipliers, r.pricing_bounds, opt, largest, time_limit=60.0
+    )
+    assert proof.proven and proof.bound == opt and proof.assignment is None
