@@ -15,7 +15,7 @@ from solver.certificate import Certificate, floor_bound
 from solver.feasibility import TOL
 from solver.pairwise_bounds import conflict_lp_bound, pairwise_upper_bound, size_structure
 from solver.pairwise_colgen import COLGEN_MAX_INPUTS, column_generation
-from solver.pairwise_enumerate import reduced_cost_proof
+from solver.pairwise_enumerate import ENUM_MAX_CELLS, reduced_cost_proof
 from solver.pairwise_exact import solve_pairwise_exact
 from solver.pairwise_sdp import SDP_MAX_INPUTS, sdp_model_caps
 from solver.pairwise_search import default_moves, search_pairwise
@@ -157,13 +157,12 @@ def solve_pairwise_auto(
                     best = proof.assignment
                 if proof.bound < bound:
                     bound, how = proof.bound, "reduced-cost enumeration of cells, packed exactly"
-                state = "proven" if proof.proven else "not closed"
-                if not proof.finished:
-                    state = "stopped by its cap"
+                if proof.finished:
+                    state = f"{proof.cells:,} cells, {'proven' if proof.proven else 'not closed'}"
+                else:
+                    state = f"stopped at its cap ({ENUM_MAX_CELLS:,} cells grown, or the time)"
                     capped.append("cell enumeration")
-                notes.append(
-                    f"cell enumeration: {proof.cells:,} cells, {state}, {proof.seconds:.1f}s"
-                )
+                notes.append(f"cell enumeration: {state}, {proof.seconds:.1f}s")
         else:
             capped.append("column generation (no time left)")
     if small and _strength(best) < floor_bound(bound):
