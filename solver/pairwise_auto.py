@@ -13,7 +13,12 @@ import numpy as np
 
 from solver.certificate import Certificate, floor_bound
 from solver.feasibility import TOL
-from solver.pairwise_bounds import conflict_lp_bound, pairwise_upper_bound, size_structure
+from solver.pairwise_bounds import (
+    conflict_lp_bound,
+    pairwise_upper_bound,
+    size_bound,
+    size_structure,
+)
 from solver.pairwise_colgen import COLGEN_MAX_INPUTS, column_generation
 from solver.pairwise_enumerate import ENUM_MAX_CELLS, reduced_cost_proof
 from solver.pairwise_exact import solve_pairwise_exact
@@ -143,7 +148,7 @@ def solve_pairwise_auto(
                 # the column-generation multipliers leave few cells that could beat the best
                 # partition: enumerate them, and pack them exactly
                 sizes, _ = size_structure(w, floor, caps=size_caps)
-                largest = np.array([s.nonzero()[0].max() if s.any() else 0 for s in sizes])
+                _, largest = size_bound(w, floor, sizes)
                 proof = reduced_cost_proof(
                     w,
                     floor,

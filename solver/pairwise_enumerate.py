@@ -32,6 +32,8 @@ import numpy as np
 
 from solver.feasibility import MIN_PAIRWISE_CELL
 from solver.pairwise_bounds import deficit_budget
+from solver.pairwise_colgen import packing_program
+from solver.verify import is_feasible
 
 ENUM_MAX_CELLS = 300_000  # cells grown in all, per proof; beyond it the proof is abandoned
 
@@ -119,9 +121,6 @@ def reduced_cost_proof(
     """Prove ``incumbent`` optimal, or find better, from multipliers ``pi`` (any π >= 0) and
     ``upper[m]`` (a proven bound on model m's best Σ_{v∈S} (1 − π_v) over its cells);
     ``max_sizes[m]``: a proven cap on model m's cell size. ``w``: [M, n, n], diagonal zero."""
-    from solver.pairwise_colgen import packing_program
-    from solver.verify import is_feasible
-
     t0 = time.perf_counter()
     deadline = t0 + time_limit
     M, n, _ = w.shape

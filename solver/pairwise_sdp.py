@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from solver.feasibility import TOL
+from solver.pairwise_bounds import _prepare, size_bound, size_structure
 
 SDP_MAX_INPUTS = 700  # the PSD projection is a dense n×n eigendecomposition per iteration
 FIRST_GAP = 0.03
@@ -257,7 +258,7 @@ class ModelCaps:
 
     @property
     def bound(self) -> int:
-        """Σ_m caps[m], capped at n is the caller's job: the strength bound they give."""
+        """Σ_m caps[m]: a bound on the strength (the caller caps it at n)."""
         return int(self.caps.sum())
 
 
@@ -272,14 +273,12 @@ def sdp_model_caps(
     models. ``known[m]``: a size some cell of model m is known to reach (a hint where the
     search starts; the caps never depend on it); ``sizes``: the table of
     ``size_structure`` when already at hand."""
-    from solver.pairwise_bounds import _prepare, size_structure
-
     t0 = time.perf_counter()
     w = _prepare(w)
     M, n, _ = w.shape
     if sizes is None:
         sizes, _ = size_structure(w, floor)
-    base = np.array([int(np.nonzero(s)[0].max()) if s.any() else 0 for s in sizes])
+    _, base = size_bound(w, floor, sizes)
     caps = base.copy()
     tests: list[list[SizeCertificate]] = [[] for _ in range(M)]
     known = np.minimum(np.maximum(np.asarray(known, dtype=int), 1), base)

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_pairwise_bounds import CASES, _feasible_masks, _ids, _optimum, _random
+from test_pairwise_colgen import _colgen
 
-from solver.pairwise_bounds import size_structure
-from solver.pairwise_colgen import column_generation
+from solver.pairwise_bounds import size_bound
 from solver.pairwise_enumerate import enumerate_cells, reduced_cost_proof
 from solver.verify import is_feasible
 
@@ -53,16 +53,6 @@ def test_enumeration_gives_up_at_its_cap():
     assert out is None
 
 
-_CG: dict = {}
-
-
-def _cg(case):
-    if case not in _CG:
-        w, _, _ = _optimum(case)
-        _CG[case] = column_generation(w, case[-1], time_limit=20.0)
-    return _CG[case]
-
-
 @pytest.mark.integration
 @pytest.mark.parametrize("case", CASES, ids=_ids)
 def test_proof_finds_the_optimum_from_one_below(case):
@@ -70,10 +60,9 @@ def test_proof_finds_the_optimum_from_one_below(case):
     such partition packs enumerated cells) and must not claim more."""
     w, opt, _ = _optimum(case)
     floor = case[-1]
-    r = _cg(case)
+    r = _colgen(case)
     assert r.multipliers is not None
-    sizes, _ = size_structure(w, floor)
-    largest = np.array([s.nonzero()[0].max() if s.any() else 0 for s in sizes])
+    _, largest = size_bound(w, floor)
     proof = reduced_cost_proof(
         w, floor, r.multipliers, r.pricing_bounds, opt - 1, largest, time_limit=60.0
     )
@@ -88,9 +77,8 @@ def test_proof_finds_the_optimum_from_one_below(case):
 def test_proof_of_the_optimum_holds(case):
     w, opt, _ = _optimum(case)
     floor = case[-1]
-    r = _cg(case)
-    sizes, _ = size_structure(w, floor)
-    largest = np.array([s.nonzero()[0].max() if s.any() else 0 for s in sizes])
+    r = _colgen(case)
+    _, largest = size_bound(w, floor)
     proof = reduced_cost_proof(
         w, floor, r.multipliers, r.pricing_bounds, opt, largest, time_limit=60.0
     )
