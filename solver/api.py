@@ -108,7 +108,8 @@ class Solver:
     budget : the deterministic work limit of "auto" per floor: annealing moves of the local
         search (pairwise), branch-and-bound nodes of each MILP phase (per-input). None: a
         default from the instance's size (pairwise: two annealing cycles, 2000·n·(M + 1)
-        moves each; per-input: 5000 nodes), never from the clock. The same seed and budget
+        moves each, and 16 times that on instances small enough for the exact program;
+        per-input: 5000 nodes), never from the clock. The same seed and budget
         give the same partition on any machine unless the time limit cuts the work short,
         which the certificate reports (``capped``, and the note says where).
     cells_per_model : K, pairwise semantics with per-model floors only: a model may hold up

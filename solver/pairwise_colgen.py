@@ -44,6 +44,8 @@ from solver.pairwise_sdp import SDP_MAX_INPUTS, weighted_cell_bound
 from solver.verify import is_feasible
 
 COLGEN_MAX_INPUTS = 200  # exact pricing is a MILP over every pair: beyond this it is too slow
+PRICING_GROWTH = 3.0  # a capped pricing round that found no column is repeated with this
+# times the cap (on the 64-input subset at λ = 0.95 the MILPs need 5–20 s, above the first 10)
 _EPS = 1e-6  # a column enters only when its reduced value exceeds σ_m by this much
 
 
@@ -416,8 +418,10 @@ def column_generation(
     size_caps: np.ndarray | None = None,
 ) -> ColumnGenerationResult:
     """Per-model scope (or global at floor 1, where every cell must meet the floor).
-    ``start``: a verified partition whose cells seed the columns; ``pricing_time``: the cap
-    of one exact pricing MILP (its dual bound still counts when the cap stops it);
+    ``start``: a verified partition whose cells seed the columns; ``pricing_time``: the
+    first cap of one exact pricing MILP (its dual bound still counts when the cap stops
+    it; a round that stops there without a column is repeated with ``PRICING_GROWTH``
+    times the cap while the time allows);
     ``size_caps``: proven per-model cell-size caps (``solver.pairwise_sdp``), or None."""
     t0 = time.perf_counter()
     if not 0.0 < floor <= 1.0:
@@ -452,6 +456,9 @@ def column_generation(
     best_pi = best_p = None
     iterations = exact_rounds = 0
     converged = capped = False
+    cap = pricing_time
+    settled: dict[int, float] = {}  # models priced to optimality at the multipliers settled_at
+    settled_at: np.ndarray | None = None
 
     def left() -> float:
         return time_limit - (time.perf_counter() - t0)
@@ -468,13 +475,19 @@ def column_generation(
         # the greedy found nothing: price exactly, and take the Lagrangian bound
         added = 0
         exact_rounds += 1
+        if settled_at is None or not np.array_equal(pi, settled_at):
+            settled, settled_at = {}, pi.copy()
         lagrange = float(pi.sum())
         all_proven = True
         p_bounds = np.zeros(M)
         for m in range(M):
+            if m in settled:  # priced to optimality at these same multipliers
+                p_bounds[m] = settled[m]
+                lagrange += max(0.0, settled[m])
+                continue
             if pricers[m] is None:
                 pricers[m] = _Pricer(delta[m], floor, sizes[m], fits[m])
-            share = max(0.05, min(pricing_time, left() / max(1, M - m)))
+            share = max(0.05, min(cap, left() / max(1, M - m)))
             mine = [c for mm, c in lp.columns if mm == m]
             hint = max(mine, key=lambda c: float(weights[c].sum())) if mine else None
             p_bound, cells, proven = pricers[m].price(weights, share, hint)
@@ -484,6 +497,8 @@ def column_generation(
                 sdp = weighted_cell_bound(w[m], floor, weights, sizes[m], min(share, left()))
                 p_bound = min(p_bound, sdp)
             all_proven &= proven
+            if proven:
+                settled[m] = p_bound
             p_bounds[m] = p_bound
             lagrange += max(0.0, p_bound)
             for cell in cells:
@@ -492,8 +507,13 @@ def column_generation(
         if best_pi is None or lagrange < bound:  # valid for any π >= 0, capped pricers too
             bound, best_pi, best_p = min(bound, lagrange), pi.copy(), p_bounds
         if added == 0:
+            if not all_proven and left() > 2 * cap:
+                # a pricer stopped at its cap without a column: the multipliers stay, so
+                # price the unsettled models again with a longer cap rather than stop
+                cap *= PRICING_GROWTH
+                continue
             converged = all_proven
-            capped = not all_proven  # a pricer stopped at pricing_time
+            capped = not all_proven  # a pricer stopped at its cap
             break
         if known and floor_bound(bound) <= known:
             break  # the start is proven optimal

@@ -120,6 +120,18 @@ def test_start_cells_are_kept():
     assert floor_bound(r.bound) >= opt
 
 
+@pytest.mark.integration
+def test_a_pricing_cap_too_short_is_raised_rather_than_ending_the_run():
+    """A pricing MILP stopped at its cap without a column used to end column generation
+    with a weak bound; the round is now priced again under a longer cap, so a first cap far
+    too short still reaches the bound of a comfortable one."""
+    w = _random(7, 20, 2)
+    short = column_generation(w, 0.9, time_limit=120.0, pricing_time=0.05)
+    comfortable = column_generation(w, 0.9, time_limit=120.0, pricing_time=10.0)
+    assert comfortable.converged and short.converged and not short.capped
+    assert short.bound == pytest.approx(comfortable.bound, abs=1e-5)
+
+
 @pytest.mark.unit
 def test_refuses_what_it_cannot_price():
     with pytest.raises(ValueError, match=f"at most {COLGEN_MAX_INPUTS} inputs"):
