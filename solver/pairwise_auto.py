@@ -172,7 +172,7 @@ def solve_pairwise_auto(
                 if proof.finished:
                     state = f"{proof.cells:,} cells, {'proven' if proof.proven else 'not closed'}"
                 else:
-                    state = f"stopped at its cap ({ENUM_MAX_CELLS:,} cells grown, or the time)"
+                    state = f"stopped at its cap ({ENUM_MAX_CELLS:,} cells, or the time)"
                     capped.append("cell enumeration")
                 notes.append(f"cell enumeration: {state}, {proof.seconds:.1f}s")
         else:

@@ -10,17 +10,18 @@ for any partition x (cells S_j of models m_j),
 
 A partition of strength >= t therefore uses only cells with rc <= D − t. Enumerating all
 those cells (per model, every cell meeting the floor whose weight Σ_{v∈S} (1 − π_v) is at
-least σ_m − (D − t)) and solving the set packing over them exactly gives the optimum if it
-is >= t, and proves the optimum < t otherwise. With t = best known + 1 this either proves the
-best known partition optimal or finds a better one. It works where D − t is small (a few
-units on 64 inputs); the enumeration is capped, and an enumeration stopped by its cap proves
-nothing.
+least σ_m − (D − t)) and packing them exactly gives the optimum if it is >= t, and proves the
+optimum < t otherwise. With t = best known + 1 this either proves the best known partition
+optimal or finds a better one. It works where D − t is small (a few units on 64 inputs); the
+enumeration is capped, and an enumeration stopped by its cap proves nothing.
 
-The enumeration grows cells one input at a time: every cell of k + 1 >= 3 inputs that meets
-the floor keeps meeting it without its input of least weight inside (the feasible cells of a
-model are downward closed along that order), so growing every feasible cell by every input
-that keeps it feasible reaches them all. A cell is dropped when even the largest weights it
-could still add cannot lift it to the threshold; its supersets could not reach it either.
+The enumeration is a reverse search: a cell of k + 1 >= 3 inputs that meets the floor still
+meets it without its input of largest deficit inside, so every feasible cell has one feasible
+parent and a depth-first walk from the feasible pairs reaches each cell once, holding one
+branch rather than a whole level in memory. A branch is dropped when even the largest
+weights it could still add cannot lift it to the threshold. The packing is a depth-first
+search on the reduced costs (solver.pairwise_pack), with the set-packing MILP for the time it
+leaves when it does not finish.
 """
 
 from __future__ import annotations
@@ -30,12 +31,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from solver.feasibility import MIN_PAIRWISE_CELL
 from solver.pairwise_bounds import deficit_budget
 from solver.pairwise_colgen import packing_program
+from solver.pairwise_pack import pack_by_search
 from solver.verify import is_feasible
 
-ENUM_MAX_CELLS = 300_000  # cells grown in all, per proof; beyond it the proof is abandoned
+# cells kept in all, per proof; beyond it the proof is abandoned. What it bounds is memory:
+# each kept cell costs its inputs (~150 bytes), a row of the packing search's membership
+# matrix (n bytes) and of its Lagrangian's (8 bytes per priced input), about 1 GiB at the cap
+# for n = 100 (the exact program's largest)
+ENUM_MAX_CELLS = 1_000_000
+PACK_SEARCH_SHARE = 0.7  # of the time the enumeration left, for the packing search
 
 
 @dataclass
@@ -43,7 +49,9 @@ class EnumerationProof:
     """``bound``: a proven upper bound on the best strength (the optimum when ``proven``);
     ``assignment``: a verified partition better than the incumbent, or None; ``cells``: the
     cells enumerated; ``finished``: False when a cap stopped the enumeration (the packing
-    program's own time limit still leaves its dual bound, which counts)."""
+    program's own time limit still leaves its dual bound, which counts); ``pack_nodes``:
+    branches of the packing search; ``pack_finished``: whether that search ran to its end
+    (otherwise the set-packing MILP finished the job with the time left)."""
 
     bound: float
     proven: bool
@@ -51,6 +59,8 @@ class EnumerationProof:
     cells: int
     finished: bool
     seconds: float
+    pack_nodes: int = 0
+    pack_finished: bool = False
 
 
 def enumerate_cells(
@@ -64,48 +74,65 @@ def enumerate_cells(
 ) -> list[np.ndarray] | None:
     """Every cell of at least two and at most ``max_size`` inputs whose deficit fits the
     floor's budget (the verifier's tolerance) and whose weight Σ weights_v is at least
-    ``threshold``; None when ``max_cells`` cells were grown or ``deadline`` passed first."""
+    ``threshold``; None when more than ``max_cells`` were found or ``deadline`` passed first.
+
+    A reverse search: a cell's parent is the cell without its input of largest deficit
+    inside (ties: the largest index), which meets the floor when the cell does, so a
+    depth-first walk that keeps only the children whose parent it is reaches every cell
+    once, holding one branch in memory rather than a whole level. Every deficit it compares
+    is summed afresh from the cell's sorted inputs, so a cell's parent does not depend on
+    the path that reached it."""
     n = len(weights)
-    pos = np.maximum(np.asarray(weights, dtype=float), 0.0)
+    weights = np.asarray(weights, dtype=float)
+    pos = np.maximum(weights, 0.0)
     slack = 1e-9  # keep every cell the verifier accepts: the set may only grow
-    level: dict[frozenset, float] = {}
+    budget = deficit_budget(np.arange(max(max_size, 2) + 2), floor) + slack
+    widest = float(budget[max(max_size, 2)])
     ii, jj = np.triu_indices(n, 1)
-    ok = delta_m[ii, jj] <= float(deficit_budget(2, floor)) + slack
-    for i, j in zip(ii[ok], jj[ok]):
-        level[frozenset((int(i), int(j)))] = float(delta_m[i, j])
+    ok = delta_m[ii, jj] <= budget[2]
+    stack = [np.array([i, j], dtype=np.int64) for i, j in zip(ii[ok][::-1], jj[ok][::-1])]
     found: list[np.ndarray] = []
-    grown = len(level)
-    k = MIN_PAIRWISE_CELL
-    while level and k <= max_size:
-        grow_budget = float(deficit_budget(k + 1, floor)) + slack
-        nxt: dict[frozenset, float] = {}
-        for cell, deficit in level.items():
-            idx = np.fromiter(cell, dtype=np.int64, count=len(cell))
-            weight = float(weights[idx].sum())
-            room = max_size - k
-            if room > 0:
-                others = pos.copy()
-                others[idx] = 0.0
-                reach = float(np.sort(others)[n - room :].sum())
-            else:
-                reach = 0.0
-            if weight + reach < threshold - 1e-9:
-                continue
-            if weight >= threshold - 1e-9:
-                found.append(np.sort(idx))
-            if room == 0:
-                continue
-            to = deficit + delta_m[idx].sum(axis=0)
-            to[idx] = np.inf
-            for v in np.nonzero(to <= grow_budget)[0]:
-                bigger = cell | {int(v)}
-                if bigger not in nxt:
-                    nxt[bigger] = float(to[v])
-            if len(nxt) + grown > max_cells or time.perf_counter() > deadline:
-                return None
-        grown += len(nxt)
-        level = nxt
-        k += 1
+    grown = 0
+    while stack:
+        cell = stack.pop()
+        grown += 1
+        if len(found) > max_cells or (grown % 1024 == 0 and time.perf_counter() > deadline):
+            return None
+        k = len(cell)
+        inside = delta_m[np.ix_(cell, cell)].sum(axis=1)
+        deficit = 0.5 * float(inside.sum())
+        to = delta_m[cell].sum(axis=0)
+        to[cell] = np.inf
+        # an input whose deficit to the cell already overflows the largest budget is in
+        # no superset (deficits are >= 0)
+        addable = deficit + to <= widest + 1e-7
+        weight = float(weights[cell].sum())
+        room = max_size - k
+        if room > 0:
+            extra = np.sort(pos[addable])
+            reach = float(extra[max(len(extra) - room, 0) :].sum())
+        else:
+            reach = 0.0
+        if weight + reach < threshold - 1e-9:
+            continue  # no superset reaches the threshold either
+        if weight >= threshold - 1e-9:
+            found.append(cell)
+        if room == 0:
+            continue
+        grow = np.nonzero(deficit + to <= budget[k + 1] + 1e-7)[0]
+        if len(grow) == 0:
+            continue
+        # each child sorted, its deficits summed afresh; kept where it fits the budget and
+        # the new input is the one its parent rule removes
+        kids = np.sort(
+            np.concatenate([np.repeat(cell[None, :], len(grow), 0), grow[:, None]], 1), 1
+        )
+        rows = delta_m[kids[:, :, None], kids[:, None, :]].sum(axis=2)
+        fits = 0.5 * rows.sum(axis=1) <= budget[k + 1]
+        last = k - np.argmax(rows[:, ::-1], axis=1)  # largest deficit, the largest index on ties
+        mine = kids[np.arange(len(grow)), last] == grow
+        for child in kids[fits & mine][::-1]:
+            stack.append(child)
     return found
 
 
@@ -150,16 +177,39 @@ def reduced_cost_proof(
             seconds = time.perf_counter() - t0
             return EnumerationProof(dual, False, None, len(columns), False, seconds)
         columns += [(m, c) for c in cells]
-    packing, packing_bound, _ = packing_program(
-        columns, n, M, max(0.5, deadline - time.perf_counter())
+    # the depth-first packing first: it only looks at cells that fit the room a choice
+    # leaves, where the set-packing MILP stalls on a large room; the MILP, with its own dual
+    # bound, takes what time the search leaves unused
+    now = time.perf_counter()
+    search = pack_by_search(
+        columns, pi, sigma, target, now + PACK_SEARCH_SHARE * max(0.0, deadline - now)
     )
+    if search.finished:
+        packing = search.assignment
+        # finished: every partition of strength >= target packs enumerated cells, and the
+        # search met the strongest of them, or proved there is none
+        bound = float(incumbent) if packing is None else float((packing >= 0).sum())
+    else:
+        packing, packing_bound, _ = packing_program(
+            columns, n, M, max(0.5, deadline - time.perf_counter())
+        )
+        if search.assignment is not None and (search.assignment >= 0).sum() > (packing >= 0).sum():
+            packing = search.assignment
+        bound = float(incumbent) if packing_bound < target else packing_bound
     seconds = time.perf_counter() - t0
-    # every partition of strength >= target packs enumerated cells only: the best strength
-    # is below target, or at most the packing program's bound
-    bound = float(incumbent) if packing_bound < target else packing_bound
     better = None
-    strength = int((packing >= 0).sum())
-    if strength > incumbent and is_feasible(w, packing, floor, "pairwise", "per-model"):
-        better = packing
-    best = strength if better is not None else incumbent
-    return EnumerationProof(min(bound, dual), best >= bound, better, len(columns), True, seconds)
+    if packing is not None:
+        strength = int((packing >= 0).sum())
+        if strength > incumbent and is_feasible(w, packing, floor, "pairwise", "per-model"):
+            better = packing
+    best = int((better >= 0).sum()) if better is not None else incumbent
+    return EnumerationProof(
+        min(bound, dual),
+        best >= bound,
+        better,
+        len(columns),
+        True,
+        seconds,
+        search.nodes,
+        search.finished,
+    )
