@@ -19,8 +19,9 @@ from solver.pairwise_bounds import (
     size_bound,
     size_structure,
 )
+from solver.pairwise_cells import ENUM_MAX_CELLS
 from solver.pairwise_colgen import COLGEN_MAX_INPUTS, column_generation
-from solver.pairwise_enumerate import ENUM_MAX_CELLS, reduced_cost_proof
+from solver.pairwise_enumerate import reduced_cost_proof
 from solver.pairwise_exact import solve_pairwise_exact
 from solver.pairwise_sdp import SDP_MAX_INPUTS, sdp_model_caps
 from solver.pairwise_search import default_moves, search_pairwise
@@ -170,7 +171,14 @@ def solve_pairwise_auto(
                 if proof.bound < bound:
                     bound, how = proof.bound, "reduced-cost enumeration of cells, packed exactly"
                 if proof.finished:
-                    state = f"{proof.cells:,} cells, {'proven' if proof.proven else 'not closed'}"
+                    if proof.pack_finished:
+                        packer = f"packed by search ({proof.pack_nodes:,} branches)"
+                    elif proof.pack_nodes:
+                        packer = "packed by the MILP after the search's share of the time"
+                    else:
+                        packer = "none to pack (the multipliers' bound alone)"
+                    verdict = "proven" if proof.proven else "not closed"
+                    state = f"{proof.cells:,} cells, {packer}, {verdict}"
                 else:
                     state = f"stopped at its cap ({ENUM_MAX_CELLS:,} cells, or the time)"
                     capped.append("cell enumeration")

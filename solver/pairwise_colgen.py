@@ -15,8 +15,10 @@ the Lagrangian bound, valid for *any* π >= 0 whatever the LP's accuracy,
     L(π) = Σ_v π_v + Σ_m max(0, P_m(π)),
 
 where P_m(π) is any proven upper bound on model m's best pricing value; exact pricing
-(a HiGHS MILP: size-indexed deficit formulation, as in solver.pairwise_exact) gives it as
-the MILP's dual bound, even when its time limit stops it early; where that stops it, the
+gives it: first a branch and bound over cells (the reverse search of solver.pairwise_cells,
+exact where it finishes within its share of the time), then a HiGHS MILP (size-indexed
+deficit formulation, as in solver.pairwise_exact) whose dual bound counts even when its
+time limit stops it early; where that stops it, the
 doubly non-negative SDP of solver.pairwise_sdp bounds the same problem too (its certificate
 checked here), and the smaller of the two counts. Cheap pricing (a greedy
 add / drop / swap search from the cells at hand) finds most columns; the exact pricer runs
@@ -39,11 +41,15 @@ import numpy as np
 from solver.backends import new_highs
 from solver.certificate import floor_bound
 from solver.feasibility import MIN_PAIRWISE_CELL, SEARCH_TOL, TOL
-from solver.pairwise_bounds import _prepare, deficit_budget, size_structure
+from solver.pairwise_bounds import _prepare, deficit_budget, size_bound, size_structure
+from solver.pairwise_cells import heaviest_cell
 from solver.pairwise_sdp import SDP_MAX_INPUTS, weighted_cell_bound
 from solver.verify import is_feasible
 
 COLGEN_MAX_INPUTS = 200  # exact pricing is a MILP over every pair: beyond this it is too slow
+# of each pricing share, for the exact combinatorial search (solver.pairwise_cells) before
+# the MILP: where it finishes, its maximum is exact, where the MILP often stops at its cap
+PRICING_SEARCH_SHARE = 0.5
 PRICING_GROWTH = 3.0  # a capped pricing round that found no column is repeated with this
 # times the cap (on the 64-input subset at λ = 0.95 the MILPs need 5–20 s, above the first 10)
 _EPS = 1e-6  # a column enters only when its reduced value exceeds σ_m by this much
@@ -437,6 +443,7 @@ def column_generation(
     idx = np.arange(n)
     delta[:, idx, idx] = 0.0
     sizes, fits = size_structure(w, floor, caps=size_caps)
+    _, largest = size_bound(w, floor, sizes)
     rng = np.random.default_rng(seed)
     lp = _DualLP(n, M)
     if start is not None:
@@ -452,6 +459,7 @@ def column_generation(
                 lp.add(m, cell)
     known = int((start >= 0).sum()) if start is not None else 0
     pricers: list[_Pricer | None] = [None] * M
+    searchable = np.ones(M, dtype=bool)
     bound, lp_value = float(n), float(n)
     best_pi = best_p = None
     iterations = exact_rounds = 0
@@ -490,7 +498,27 @@ def column_generation(
             share = max(0.05, min(cap, left() / max(1, M - m)))
             mine = [c for mm, c in lp.columns if mm == m]
             hint = max(mine, key=lambda c: float(weights[c].sum())) if mine else None
-            p_bound, cells, proven = pricers[m].price(weights, share, hint)
+            known_weight = max(0.0, float(weights[hint].sum())) if hint is not None else 0.0
+            priced_from = time.perf_counter()
+            heaviest = None
+            if searchable[m]:
+                heaviest = heaviest_cell(
+                    delta[m],
+                    floor,
+                    weights,
+                    int(largest[m]),
+                    time.perf_counter() + PRICING_SEARCH_SHARE * share,
+                    known_weight,
+                )
+                # a model whose search ran out once is priced by the MILP alone from then on
+                searchable[m] = heaviest is not None
+            if heaviest is not None:  # the combinatorial search proved the maximum
+                p_bound, proven = heaviest[0], True
+                cells = [heaviest[1]] if heaviest[1] is not None else []
+            else:  # it ran out of its share: the MILP, with its dual bound, takes over
+                p_bound, cells, proven = pricers[m].price(
+                    weights, max(0.05, share - (time.perf_counter() - priced_from)), hint
+                )
             if not proven and n <= SDP_MAX_INPUTS:
                 # the capped MILP's dual bound tends to stay near the size cap; the SDP's
                 # certificate bounds the same pricing problem, often far lower

@@ -13,7 +13,8 @@ from test_pairwise_bounds import CASES, _feasible_masks, _ids, _optimum, _random
 from test_pairwise_colgen import _colgen
 
 from solver.pairwise_bounds import size_bound
-from solver.pairwise_enumerate import enumerate_cells, reduced_cost_proof
+from solver.pairwise_cells import enumerate_cells, heaviest_cell
+from solver.pairwise_enumerate import reduced_cost_proof
 from solver.verify import is_feasible
 
 
@@ -42,6 +43,39 @@ def test_enumeration_finds_exactly_the_heavy_feasible_cells(seed, n, floor, thre
     assert set(found) == truth
 
 
+@pytest.mark.property
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    n=st.integers(4, 10),
+    floor=st.sampled_from([1.0, 0.95, 0.9, 0.8]),
+    max_size=st.integers(2, 10),
+)
+def test_heaviest_cell_is_the_maximum_over_every_feasible_cell(seed, n, floor, max_size):
+    w = _random(seed, n, 1)[0]
+    weights = np.random.default_rng(seed + 1).uniform(-0.5, 1.0, size=n)
+    feasible = _feasible_masks(w, floor)
+    bits = (np.arange(1 << n)[:, None] >> np.arange(n)[None, :]) & 1
+    size = bits.sum(axis=1)
+    allowed = feasible & (size >= 2) & (size <= max_size)
+    truth = max(0.0, float((bits @ weights)[allowed].max())) if allowed.any() else 0.0
+    delta = 1.0 - w
+    np.fill_diagonal(delta, 0.0)
+    out = heaviest_cell(delta, floor, weights, max_size, time.perf_counter() + 60)
+    assert out is not None
+    weight, cell = out
+    assert weight == pytest.approx(truth, abs=1e-9)
+    if cell is None:
+        assert truth <= 1e-9  # only the empty cell's 0
+    else:
+        assert allowed[int(sum(1 << int(v) for v in cell))]
+        assert float(weights[cell].sum()) == pytest.approx(weight)
+    # a weight known to be reached, and above every cell's, comes back as the maximum
+    above = weight + 1e-3
+    again = heaviest_cell(delta, floor, weights, max_size, time.perf_counter() + 60, above)
+    assert again == (above, None)
+
+
 @pytest.mark.unit
 def test_enumeration_gives_up_at_its_cap():
     w = np.ones((12, 12))
@@ -67,6 +101,7 @@ def test_proof_finds_the_optimum_from_one_below(case):
         w, floor, r.multipliers, r.pricing_bounds, opt - 1, largest, time_limit=60.0
     )
     assert proof.finished and proof.proven
+    assert proof.pack_finished  # the packing search, not the MILP, closed it
     assert proof.bound >= opt - 1e-9
     assert proof.assignment is not None and (proof.assignment >= 0).sum() == opt
     assert is_feasible(w, proof.assignment, floor, "pairwise", "per-model")
@@ -83,3 +118,25 @@ def test_proof_of_the_optimum_holds(case):
         w, floor, r.multipliers, r.pricing_bounds, opt, largest, time_limit=60.0
     )
     assert proof.proven and proof.bound == opt and proof.assignment is None
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("case", CASES[:4], ids=_ids)
+def test_proof_falls_back_to_the_packing_program_when_the_search_has_no_time(case, monkeypatch):
+    """With no time for the packing search (it stops at its first branch), the set-packing
+    MILP must still prove the optimum and find it from one below."""
+    import solver.pairwise_enumerate as enumerate_module
+
+    monkeypatch.setattr(enumerate_module, "PACK_SEARCH_SHARE", 0.0)
+    w, opt, _ = _optimum(case)
+    floor = case[-1]
+    r = _colgen(case)
+    _, largest = size_bound(w, floor)
+    proof = reduced_cost_proof(
+        w, floor, r.multipliers, r.pricing_bounds, opt - 1, largest, time_limit=60.0
+    )
+    assert not proof.pack_finished
+    assert proof.proven and proof.bound >= opt - 1e-9
+    assert proof.assignment is not None and (proof.assignment >= 0).sum() == opt
+    held = reduced_cost_proof(w, floor, r.multipliers, r.pricing_bounds, opt, largest, 60.0)
+    assert held.proven and held.bound == opt and held.assignment is None
