@@ -24,28 +24,6 @@ from solver.pairwise_bounds import deficit_budget
 ENUM_MAX_CELLS = 1_000_000
 
 
-def enumerate_cells(
-    delta_m: np.ndarray,
-    floor: float,
-    weights: np.ndarray,
-    threshold: float,
-    max_size: int,
-    deadline: float,
-    max_cells: int = ENUM_MAX_CELLS,
-) -> list[np.ndarray] | None:
-    """Every cell of at least two and at most ``max_size`` inputs whose deficit fits the
-    floor's budget (the verifier's tolerance) and whose weight Σ weights_v is at least
-    ``threshold``; None when more than ``max_cells`` were found or ``deadline`` passed first.
-
-    A reverse search: a cell's parent is the cell without its input of largest deficit
-    inside (ties: the largest index), which meets the floor when the cell does, so a
-    depth-first walk that keeps only the children whose parent it is reaches every cell
-    once, holding one branch in memory rather than a whole level. Every deficit it compares
-    is summed afresh from the cell's sorted inputs, so a cell's parent does not depend on
-    the path that reached it."""
-    return _reverse_search(delta_m, floor, weights, threshold, max_size, deadline, max_cells)
-
-
 def heaviest_cell(
     delta_m: np.ndarray,
     floor: float,
@@ -59,7 +37,7 @@ def heaviest_cell(
     to each better cell found): (weight, cell), or (``at_least``, None) when no cell reaches
     ``at_least`` — a weight known to be reached, such as a known cell's or the empty cell's
     0, which then is the maximum. None when ``deadline`` passed first (nothing proven)."""
-    found = _reverse_search(
+    found = enumerate_cells(
         delta_m, floor, weights, at_least, max_size, deadline, ENUM_MAX_CELLS, best_only=True
     )
     if found is None:
@@ -69,19 +47,30 @@ def heaviest_cell(
     return float(np.asarray(weights, dtype=float)[found[-1]].sum()), found[-1]
 
 
-def _reverse_search(
+def enumerate_cells(
     delta_m: np.ndarray,
     floor: float,
     weights: np.ndarray,
     threshold: float,
     max_size: int,
     deadline: float,
-    max_cells: int,
+    max_cells: int = ENUM_MAX_CELLS,
     best_only: bool = False,
 ) -> list[np.ndarray] | None:
-    """enumerate_cells' walk; with ``best_only`` it keeps only cells heavier than every one
-    kept before (the last is the heaviest) and raises the threshold with each, so that
-    branches which cannot beat the best are dropped."""
+    """Every cell of at least two and at most ``max_size`` inputs whose deficit fits the
+    floor's budget (the verifier's tolerance) and whose weight Σ weights_v is at least
+    ``threshold``; None when more than ``max_cells`` were found or ``deadline`` passed first.
+
+    A reverse search: a cell's parent is the cell without its input of largest deficit
+    inside (ties: the largest index), which meets the floor when the cell does, so a
+    depth-first walk that keeps only the children whose parent it is reaches every cell
+    once, holding one branch in memory rather than a whole level. Every deficit it compares
+    is summed afresh from the cell's sorted inputs, so a cell's parent does not depend on
+    the path that reached it.
+
+    With ``best_only`` it keeps only cells heavier than every one kept before (the last is
+    the heaviest) and raises the threshold with each, so that branches which cannot beat
+    the best are dropped: a branch and bound (``heaviest_cell``)."""
     n = len(weights)
     weights = np.asarray(weights, dtype=float)
     pos = np.maximum(weights, 0.0)

@@ -17,21 +17,27 @@ from solver.pairwise_cells import enumerate_cells, heaviest_cell
 from solver.pairwise_enumerate import reduced_cost_proof
 from solver.verify import is_feasible
 
-
-@pytest.mark.property
-@settings(max_examples=25, deadline=None)
-@given(
+# one model's small instance: every subset is enumerated as the truth
+ONE_MODEL = dict(
     seed=st.integers(0, 2**31 - 1),
     n=st.integers(4, 10),
     floor=st.sampled_from([1.0, 0.95, 0.9, 0.8]),
-    threshold=st.floats(-1.0, 4.0),
 )
-def test_enumeration_finds_exactly_the_heavy_feasible_cells(seed, n, floor, threshold):
+
+
+def _subsets(seed: int, n: int, floor: float):
+    """(w, weights, feasible mask per subset, subset bits, subset sizes)."""
     w = _random(seed, n, 1)[0]
     weights = np.random.default_rng(seed).uniform(-0.5, 1.0, size=n)
-    feasible = _feasible_masks(w, floor)
     bits = (np.arange(1 << n)[:, None] >> np.arange(n)[None, :]) & 1
-    size = bits.sum(axis=1)
+    return w, weights, _feasible_masks(w, floor), bits, bits.sum(axis=1)
+
+
+@pytest.mark.property
+@settings(max_examples=25, deadline=None)
+@given(**ONE_MODEL, threshold=st.floats(-1.0, 4.0))
+def test_enumeration_finds_exactly_the_heavy_feasible_cells(seed, n, floor, threshold):
+    w, weights, feasible, bits, size = _subsets(seed, n, floor)
     heavy = bits @ weights >= threshold - 1e-9
     truth = {int(m) for m in np.nonzero(feasible & heavy & (size >= 2))[0]}
     delta = 1.0 - w
@@ -45,18 +51,9 @@ def test_enumeration_finds_exactly_the_heavy_feasible_cells(seed, n, floor, thre
 
 @pytest.mark.property
 @settings(max_examples=25, deadline=None)
-@given(
-    seed=st.integers(0, 2**31 - 1),
-    n=st.integers(4, 10),
-    floor=st.sampled_from([1.0, 0.95, 0.9, 0.8]),
-    max_size=st.integers(2, 10),
-)
+@given(**ONE_MODEL, max_size=st.integers(2, 10))
 def test_heaviest_cell_is_the_maximum_over_every_feasible_cell(seed, n, floor, max_size):
-    w = _random(seed, n, 1)[0]
-    weights = np.random.default_rng(seed + 1).uniform(-0.5, 1.0, size=n)
-    feasible = _feasible_masks(w, floor)
-    bits = (np.arange(1 << n)[:, None] >> np.arange(n)[None, :]) & 1
-    size = bits.sum(axis=1)
+    w, weights, feasible, bits, size = _subsets(seed, n, floor)
     allowed = feasible & (size >= 2) & (size <= max_size)
     truth = max(0.0, float((bits @ weights)[allowed].max())) if allowed.any() else 0.0
     delta = 1.0 - w
