@@ -8,8 +8,13 @@ set-packing LP over every cell, D = Σπ + Σσ), every partition x satisfies
 with rc_j = π(S_j) + σ_{m_j} − |S_j| >= 0. A partition of strength >= t has cost <= D − t, and
 every part of that cost is non-negative, so the search below branches on the input with
 positive π that the fewest remaining cells cover (each cell that covers it, then "left
-uncovered", which pays π_v) and drops a branch once its cost so far, plus what its open inputs
-and models must still pay, exceeds D − t. Cells are bit masks, so the disjointness of every
+uncovered", which pays π_v) and drops a branch once its cost so far, plus a lower bound on what
+its open inputs and free models must still pay, exceeds D − t. That bound is the Lagrangian
+of the remaining packing LP (cells priced by their reduced costs, the open inputs' rows
+relaxed by multipliers α, valid for any α), raised by a few subgradient steps from the
+parent's α; at the best α, a cell whose forcing would lift the bound past D − t is dropped
+from the branch (reduced-cost fixing), and so is the "left uncovered" branch of an input
+whose leaving would. Cells are bit masks, so the disjointness of every
 remaining cell with a choice is one vectorised AND. Where the set-packing MILP stalls on a
 large room (bench/RESULTS.md, section 3), this search only ever looks at cells that fit the
 room left, which shrinks with every choice.
@@ -66,11 +71,13 @@ def pack_by_search(
     sigma: np.ndarray,
     target: int,
     deadline: float,
+    lagrange_steps: int = LAGRANGE_STEPS,
 ) -> PackingSearch:
     """The strongest packing (each input and each model at most once) of ``cells`` (model,
     inputs) among those of strength >= ``target``, under the multipliers ``pi``, ``sigma``
     (π >= 0, σ >= 0, and σ_m >= Σ_{v∈S} (1 − π_v) for every cell S of model m, so that each
-    reduced cost is >= 0)."""
+    reduced cost is >= 0). ``lagrange_steps``: subgradient steps of the bound at each branch
+    (0: the parent's multipliers only)."""
     t0 = time.perf_counter()
     pi = np.maximum(np.asarray(pi, dtype=float), 0.0)
     sigma = np.maximum(np.asarray(sigma, dtype=float), 0.0)
@@ -131,7 +138,7 @@ def pack_by_search(
         hits = member[cand][:, rows].astype(np.float64)
         groups = [(int(m), np.nonzero(model[cand] == m)[0]) for m in np.nonzero(free)[0]]
         best, best_a, theta, stalled = -np.inf, a, 1.0, 0
-        for _ in range(LAGRANGE_STEPS):
+        for step in range(lagrange_steps + 1):  # the parent's α, then each step's
             priced_rc = rc[cand] - hits @ a
             value = float(a.sum() + np.minimum(0.0, pi[rows] - a).sum())
             g = 1.0 - (pi[rows] < a)  # an input left uncovered where π_v < α_v
@@ -152,7 +159,7 @@ def pack_by_search(
                 if stalled >= 2:
                     theta, stalled = theta / 2.0, 0
             norm = float(g @ g)
-            if best > room + EPS or norm == 0.0:
+            if best > room + EPS or norm == 0.0 or step == lagrange_steps:
                 break
             a = a + theta * (room + 0.1 - value) / norm * g
         out = alpha.copy()

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from solver.pairwise_colgen import packing_program
-from solver.pairwise_pack import cell_masks, pack_by_search
+from solver.pairwise_pack import LAGRANGE_STEPS, cell_masks, pack_by_search
 
 
 def _instance(seed: int, n: int, models: int, per_model: int):
@@ -59,8 +59,8 @@ def _is_packing_of(assignment: np.ndarray, cells) -> bool:
 def test_search_finds_the_largest_packing_or_proves_none_reaches_the_target(seed, n, models):
     cells, pi, sigma = _instance(seed, n, models, per_model=4)
     opt = _best_packing(cells)
-    for target in (opt - 1, opt, opt + 1):
-        found = pack_by_search(cells, pi, sigma, target, time.perf_counter() + 60)
+    for target, steps in itertools.product((opt - 1, opt, opt + 1), (0, LAGRANGE_STEPS)):
+        found = pack_by_search(cells, pi, sigma, target, time.perf_counter() + 60, steps)
         assert found.finished
         if target > opt:
             assert found.assignment is None  # no packing reaches it: the proof's "none"
