@@ -25,8 +25,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from pairwise_exact_small import load  # noqa: E402
 
 from solver.pairwise_bounds import size_bound, size_structure  # noqa: E402
-from solver.pairwise_cells import enumerate_cells, heaviest_cell  # noqa: E402
+from solver.pairwise_cells import heaviest_cell  # noqa: E402
 from solver.pairwise_colgen import _Pricer, column_generation, packing_program  # noqa: E402
+from solver.pairwise_enumerate import reduced_cost_cells  # noqa: E402
 from solver.pairwise_pack import LAGRANGE_STEPS, pack_by_search  # noqa: E402
 from solver.pairwise_sdp import sdp_model_caps  # noqa: E402
 from solver.pairwise_search import default_moves, search_pairwise  # noqa: E402
@@ -87,23 +88,10 @@ def main() -> None:
     target = incumbent + 1
     room = dual - target
     t = time.perf_counter()
-    cells: list[tuple[int, np.ndarray]] = []
-    for m in range(M):
-        delta = 1.0 - w[m]
-        np.fill_diagonal(delta, 0.0)
-        mine = enumerate_cells(
-            delta,
-            floor,
-            weights,
-            float(sigma[m] - room),
-            int(largest[m]),
-            t + args.part_time,
-            CELL_LIMIT,
-        )
-        if mine is None:
-            print(f"enumeration: stopped (time or {CELL_LIMIT:,} cells) at model {m}")
-            return
-        cells += [(m, c) for c in mine]
+    cells = reduced_cost_cells(w, floor, pi, sigma, room, largest, t + args.part_time, CELL_LIMIT)
+    if cells is None:
+        print(f"enumeration: stopped (time or {CELL_LIMIT:,} cells), room {room:.2f}")
+        return
     print(f"enumeration: room {room:.2f}, {len(cells):,} cells, {time.perf_counter() - t:.1f}s")
 
     results = {}

@@ -54,6 +54,39 @@ class EnumerationProof:
     pack_finished: bool = False
 
 
+def reduced_cost_cells(
+    w: np.ndarray,
+    floor: float,
+    pi: np.ndarray,
+    sigma: np.ndarray,
+    room: float,
+    max_sizes: np.ndarray,
+    deadline: float,
+    max_cells: int = ENUM_MAX_CELLS,
+) -> list[tuple[int, np.ndarray]] | None:
+    """Every (model, cell) whose reduced cost π(S) + σ_m − |S| is at most ``room``: the cells
+    of model m weighing Σ_{v∈S} (1 − π_v) >= σ_m − room; None when more than ``max_cells``
+    in all, or the deadline, stopped the enumeration."""
+    weights = 1.0 - pi
+    columns: list[tuple[int, np.ndarray]] = []
+    for m in range(w.shape[0]):
+        delta = 1.0 - w[m]
+        np.fill_diagonal(delta, 0.0)
+        cells = enumerate_cells(
+            delta,
+            floor,
+            weights,
+            float(sigma[m] - room),
+            int(max_sizes[m]),
+            deadline,
+            max_cells - len(columns),
+        )
+        if cells is None:
+            return None
+        columns += [(m, c) for c in cells]
+    return columns
+
+
 def reduced_cost_proof(
     w: np.ndarray,
     floor: float,
@@ -77,24 +110,10 @@ def reduced_cost_proof(
         bound = float(np.floor(dual + 1e-9))
         return EnumerationProof(bound, True, None, 0, True, time.perf_counter() - t0)
     room = dual - target
-    weights = 1.0 - pi
-    columns: list[tuple[int, np.ndarray]] = []
-    for m in range(M):
-        delta = 1.0 - w[m]
-        np.fill_diagonal(delta, 0.0)
-        cells = enumerate_cells(
-            delta,
-            floor,
-            weights,
-            float(sigma[m] - room),
-            int(max_sizes[m]),
-            deadline,
-            ENUM_MAX_CELLS - len(columns),
-        )
-        if cells is None:  # capped: nothing proven beyond the dual bound itself
-            seconds = time.perf_counter() - t0
-            return EnumerationProof(dual, False, None, len(columns), False, seconds)
-        columns += [(m, c) for c in cells]
+    columns = reduced_cost_cells(w, floor, pi, sigma, room, max_sizes, deadline)
+    if columns is None:  # capped: nothing proven beyond the dual bound itself
+        seconds = time.perf_counter() - t0
+        return EnumerationProof(dual, False, None, 0, False, seconds)
     # the depth-first packing first: it only looks at cells that fit the room a choice
     # leaves, where the set-packing MILP stalls on a large room; the MILP, with its own dual
     # bound, takes what time the search leaves unused

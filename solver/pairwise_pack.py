@@ -217,21 +217,8 @@ def pack_by_search(
             v = int(where[np.lexsort((-pi[where], counts))[0]])
             covering = cand[member[cand, v]]
             for j in covering:
-                if cost + rc[j] > state["budget"] + EPS:
+                if not take(int(j), cand, open_, free, cost, chosen, strength, alpha):
                     break  # sorted by rc: none further fits
-                nxt = compatible(cand, int(j), None, state["budget"] - cost - rc[j])
-                left = open_ & ~member[j]
-                still = free.copy()
-                still[model[j]] = False
-                visit(
-                    nxt,
-                    left,
-                    still,
-                    cost + rc[j],
-                    chosen + [int(j)],
-                    strength + int(size[j]),
-                    alpha,
-                )
             if max(cost + pi[v], cost + must + leaving[v]) <= state["budget"] + EPS:
                 nxt = compatible(cand, None, v, state["budget"] - cost - pi[v])
                 left = open_.copy()
@@ -244,16 +231,23 @@ def pack_by_search(
             leaf(chosen)  # the cost bound above already counted σ of the free models
             return
         m = users[0]
+        for j in cand[model[cand] == m]:
+            if not take(int(j), cand, open_, free, cost, chosen, strength, alpha):
+                break
         still = free.copy()
         still[m] = False
-        for j in cand[model[cand] == m]:
-            if cost + rc[j] > state["budget"] + EPS:
-                break
-            nxt = compatible(cand, int(j), None, state["budget"] - cost - rc[j])
-            visit(
-                nxt, open_, still, cost + rc[j], chosen + [int(j)], strength + int(size[j]), alpha
-            )
         visit(cand[model[cand] != m], open_, still, cost + float(sigma[m]), chosen, strength, alpha)
+
+    def take(j, cand, open_, free, cost, chosen, strength, alpha) -> bool:
+        """Visit the branch that takes cell j; False when its reduced cost does not fit."""
+        if cost + rc[j] > state["budget"] + EPS:
+            return False
+        nxt = compatible(cand, j, None, state["budget"] - cost - rc[j])
+        still = free.copy()
+        still[model[j]] = False
+        left = open_ & ~member[j]
+        visit(nxt, left, still, cost + rc[j], chosen + [j], strength + int(size[j]), alpha)
+        return True
 
     finished = True
     try:
