@@ -1,7 +1,8 @@
 """The parts of a pairwise optimality proof on the 64-input sub-instance, each timed on its own
 at one floor: column generation, its exact pricing (the branch and bound over cells against the
 pricing MILP, at the final multipliers), the reduced-cost enumeration, and the packing (the
-depth-first search with and without subgradient steps, and the set-packing MILP).
+depth-first search with and without subgradient steps, and the set-packing MILP), and the
+top-down proof that solve(method="auto") runs on them.
 
     OMP_WAIT_POLICY=PASSIVE python bench/pairwise_proof_parts.py [--floor 0.95]
         [--colgen-time 900] [--part-time 300]
@@ -27,7 +28,7 @@ from pairwise_exact_small import load  # noqa: E402
 from solver.pairwise_bounds import size_bound, size_structure  # noqa: E402
 from solver.pairwise_cells import heaviest_cell  # noqa: E402
 from solver.pairwise_colgen import _Pricer, column_generation, packing_program  # noqa: E402
-from solver.pairwise_enumerate import reduced_cost_cells  # noqa: E402
+from solver.pairwise_enumerate import reduced_cost_cells, reduced_cost_proof  # noqa: E402
 from solver.pairwise_pack import LAGRANGE_STEPS, pack_by_search  # noqa: E402
 from solver.pairwise_sdp import sdp_model_caps  # noqa: E402
 from solver.pairwise_search import default_moves, search_pairwise  # noqa: E402
@@ -88,11 +89,21 @@ def main() -> None:
     target = incumbent + 1
     room = dual - target
     t = time.perf_counter()
-    cells = reduced_cost_cells(w, floor, pi, sigma, room, largest, t + args.part_time, CELL_LIMIT)
-    if cells is None:
-        print(f"enumeration: stopped (time or {CELL_LIMIT:,} cells), room {room:.2f}")
+    enumerated = reduced_cost_cells(
+        w, floor, pi, sigma, room, largest, t + args.part_time, CELL_LIMIT
+    )
+    if enumerated is None:
+        print(f"enumeration: stopped by the time, room {room:.2f}")
+        top_down(w, floor, pi, sigma, incumbent, largest, args.part_time)
         return
-    print(f"enumeration: room {room:.2f}, {len(cells):,} cells, {time.perf_counter() - t:.1f}s")
+    cells, reached = enumerated
+    print(
+        f"enumeration: room {room:.2f}, {len(cells):,} cells, {time.perf_counter() - t:.1f}s"
+        + ("" if reached >= room else f" (the cap of {CELL_LIMIT:,} left room {reached:.2f})")
+    )
+    if reached < room:
+        top_down(w, floor, pi, sigma, incumbent, largest, args.part_time)
+        return
 
     results = {}
     for steps in (LAGRANGE_STEPS, 0):
@@ -114,11 +125,24 @@ def main() -> None:
         f"{'finished' if milp_done else 'stopped at its time limit'}, "
         f"{time.perf_counter() - t:.1f}s"
     )
+    top_down(w, floor, pi, sigma, incumbent, largest, args.part_time)
     main_run = results[LAGRANGE_STEPS]
     print(
         f"floor={floor} proven={main_run.finished and main_run.assignment is None} "
         f"cells={len(cells)} branches={main_run.nodes} branches_without_steps="
         f"{results[0].nodes} pack_seconds={main_run.seconds:.1f}"
+    )
+
+
+def top_down(w, floor, pi, sigma, incumbent, largest, seconds) -> None:
+    """The proof as solve(method="auto") runs it: cells enumerated once (at most
+    ENUM_MAX_CELLS), strengths refuted from the dual bound down."""
+    proof = reduced_cost_proof(w, floor, pi, sigma, incumbent, largest, seconds)
+    found = "" if proof.assignment is None else f", found {(proof.assignment >= 0).sum()}"
+    print(
+        f"top-down proof: bound {proof.bound:g} ({'proven' if proof.proven else 'open'}), "
+        f"{proof.cells:,} cells of reduced cost <= {proof.room:.2f}, "
+        f"{proof.pack_nodes:,} branches, {proof.seconds:.1f}s{found}"
     )
 
 

@@ -19,7 +19,6 @@ from solver.pairwise_bounds import (
     size_bound,
     size_structure,
 )
-from solver.pairwise_cells import ENUM_MAX_CELLS
 from solver.pairwise_colgen import COLGEN_MAX_INPUTS, column_generation
 from solver.pairwise_enumerate import reduced_cost_proof
 from solver.pairwise_exact import solve_pairwise_exact
@@ -178,9 +177,14 @@ def solve_pairwise_auto(
                     else:
                         packer = "none to pack (the multipliers' bound alone)"
                     verdict = "proven" if proof.proven else "not closed"
-                    state = f"{proof.cells:,} cells, {packer}, {verdict}"
+                    state = (
+                        f"{proof.cells:,} cells of reduced cost <= {proof.room:.2f}, {packer}, "
+                        f"{verdict}"
+                    )
+                    if not proof.pack_finished:
+                        capped.append("packing search")
                 else:
-                    state = f"stopped at its cap ({ENUM_MAX_CELLS:,} cells, or the time)"
+                    state = "stopped by the time"
                     capped.append("cell enumeration")
                 notes.append(f"cell enumeration: {state}, {proof.seconds:.1f}s")
         else:

@@ -71,6 +71,41 @@ def enumerate_cells(
     With ``best_only`` it keeps only cells heavier than every one kept before (the last is
     the heaviest) and raises the threshold with each, so that branches which cannot beat
     the best are dropped: a branch and bound (``heaviest_cell``)."""
+    walk = _walk(delta_m, floor, weights, threshold, max_size, deadline, max_cells, best_only)
+    return None if walk is None else walk[0]
+
+
+def heaviest_cells(
+    delta_m: np.ndarray,
+    floor: float,
+    weights: np.ndarray,
+    threshold: float,
+    max_size: int,
+    deadline: float,
+    max_cells: int = ENUM_MAX_CELLS,
+) -> tuple[list[np.ndarray], float] | None:
+    """The cells of ``enumerate_cells`` (same arguments), but where more than ``max_cells``
+    reach ``threshold``, the threshold is raised until at most ``max_cells`` do: (every
+    feasible cell of weight >= the returned threshold, that threshold), or None when the
+    deadline passed first."""
+    return _walk(delta_m, floor, weights, threshold, max_size, deadline, max_cells, False, True)
+
+
+def _walk(
+    delta_m: np.ndarray,
+    floor: float,
+    weights: np.ndarray,
+    threshold: float,
+    max_size: int,
+    deadline: float,
+    max_cells: int,
+    best_only: bool,
+    raise_threshold: bool = False,
+) -> tuple[list[np.ndarray], float] | None:
+    """The reverse search of ``enumerate_cells``: (the cells found, the final threshold), or
+    None at the deadline. Past ``max_cells`` cells it returns None too, or with
+    ``raise_threshold`` keeps the heaviest ``max_cells`` and raises the threshold above the
+    rest."""
     n = len(weights)
     weights = np.asarray(weights, dtype=float)
     pos = np.maximum(weights, 0.0)
@@ -84,12 +119,18 @@ def enumerate_cells(
     order = np.argsort(weights[ii] + weights[jj], kind="stable")
     stack = [np.array([i, j], dtype=np.int64) for i, j in zip(ii[order], jj[order])]
     found: list[np.ndarray] = []
+    mass: list[float] = []  # the weight of each cell found
     grown = 0
     while stack:
         cell = stack.pop()
         grown += 1
-        if len(found) > max_cells or (grown % 1024 == 0 and time.perf_counter() > deadline):
+        if grown % 1024 == 0 and time.perf_counter() > deadline:
             return None
+        if len(found) > max_cells:
+            if not raise_threshold:
+                return None
+            if len(found) > max_cells + max_cells // 4:  # cut in batches, not per cell
+                found, mass, threshold = _keep_heaviest(found, mass, max_cells)
         k = len(cell)
         inside = delta_m[np.ix_(cell, cell)].sum(axis=1)
         deficit = 0.5 * float(inside.sum())
@@ -109,6 +150,7 @@ def enumerate_cells(
             continue  # no superset reaches the threshold either
         if weight >= threshold - 1e-9:
             found.append(cell)
+            mass.append(weight)
             if best_only:
                 threshold = weight + 1e-7  # from here on, only heavier cells count
         if room == 0:
@@ -129,4 +171,19 @@ def enumerate_cells(
         # the heaviest addition last, popped first
         for child in kids[keep][np.argsort(weights[grow[keep]], kind="stable")]:
             stack.append(child)
-    return found
+    if len(found) > max_cells:
+        if not raise_threshold:
+            return None
+        found, mass, threshold = _keep_heaviest(found, mass, max_cells)
+    return found, threshold
+
+
+def _keep_heaviest(
+    found: list[np.ndarray], mass: list[float], max_cells: int
+) -> tuple[list[np.ndarray], list[float], float]:
+    """At most ``max_cells`` of the heaviest cells, their weights, and a threshold just above
+    the heaviest one dropped: the cells kept are exactly those that meet it (a walk that goes
+    on with it only prunes more than before, so it still meets every cell that does)."""
+    threshold = float(np.sort(mass)[::-1][max_cells]) + 1e-7
+    keep = [j for j, x in enumerate(mass) if x >= threshold - 1e-9]
+    return [found[j] for j in keep], [mass[j] for j in keep], threshold

@@ -11,9 +11,11 @@ for any partition x (cells S_j of models m_j),
 A partition of strength >= t therefore uses only cells with rc <= D − t. Enumerating all
 those cells (per model, every cell meeting the floor whose weight Σ_{v∈S} (1 − π_v) is at
 least σ_m − (D − t)) and packing them exactly gives the optimum if it is >= t, and proves the
-optimum < t otherwise. With t = best known + 1 this either proves the best known partition
-optimal or finds a better one. It works where D − t is small (a few units on 64 inputs); the
-enumeration is capped, and an enumeration stopped by its cap proves nothing.
+optimum < t otherwise. Taken top down, from t = ⌊D⌋ to the best known + 1, each t refuted
+lowers the bound by one, and the first t packed is the optimum. It works where D − t is small
+(a few units on 64 inputs): the cells are enumerated once, for the room D − (best known + 1)
+or, where more than the cap fit it, the largest room whose cells fit the cap; targets beyond
+that room stay unproven.
 
 The cells come from the reverse search of solver.pairwise_cells. The packing is a depth-first
 search on the reduced costs (solver.pairwise_pack), with the set-packing MILP for the time it
@@ -27,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from solver.pairwise_cells import ENUM_MAX_CELLS, enumerate_cells
+from solver.pairwise_cells import ENUM_MAX_CELLS, heaviest_cells
 from solver.pairwise_colgen import packing_program
 from solver.pairwise_pack import pack_by_search
 from solver.verify import is_feasible
@@ -39,10 +41,11 @@ PACK_SEARCH_SHARE = 0.7  # of the time the enumeration left, for the packing sea
 class EnumerationProof:
     """``bound``: a proven upper bound on the best strength (the optimum when ``proven``);
     ``assignment``: a verified partition better than the incumbent, or None; ``cells``: the
-    cells enumerated; ``finished``: False when a cap stopped the enumeration (the packing
-    program's own time limit still leaves its dual bound, which counts); ``pack_nodes``:
-    branches of the packing search; ``pack_finished``: whether that search ran to its end
-    (otherwise the set-packing MILP finished the job with the time left)."""
+    cells enumerated; ``finished``: False when the time stopped the enumeration;
+    ``pack_nodes``: branches of the packing searches; ``pack_finished``: whether each ran to
+    its end (otherwise the set-packing MILP finished the job with the time left); ``room``:
+    the reduced cost up to which every cell was enumerated (below D − (incumbent + 1) where
+    the cap lowered it)."""
 
     bound: float
     proven: bool
@@ -52,6 +55,7 @@ class EnumerationProof:
     seconds: float
     pack_nodes: int = 0
     pack_finished: bool = False
+    room: float = 0.0
 
 
 def reduced_cost_cells(
@@ -63,28 +67,35 @@ def reduced_cost_cells(
     max_sizes: np.ndarray,
     deadline: float,
     max_cells: int = ENUM_MAX_CELLS,
-) -> list[tuple[int, np.ndarray]] | None:
-    """Every (model, cell) whose reduced cost π(S) + σ_m − |S| is at most ``room``: the cells
-    of model m weighing Σ_{v∈S} (1 − π_v) >= σ_m − room; None when more than ``max_cells``
-    in all, or the deadline, stopped the enumeration."""
+) -> tuple[list[tuple[int, np.ndarray]], float] | None:
+    """Every (model, cell) whose reduced cost π(S) + σ_m − |S| is at most a room: the cells
+    of model m weighing Σ_{v∈S} (1 − π_v) >= σ_m − room. The room is ``room`` where at most
+    ``max_cells`` cells fit it, else lowered until they do: (the cells, the room they are
+    complete for). None when the deadline stopped the enumeration."""
     weights = 1.0 - pi
     columns: list[tuple[int, np.ndarray]] = []
+    costs: list[float] = []
     for m in range(w.shape[0]):
         delta = 1.0 - w[m]
         np.fill_diagonal(delta, 0.0)
-        cells = enumerate_cells(
-            delta,
-            floor,
-            weights,
-            float(sigma[m] - room),
-            int(max_sizes[m]),
-            deadline,
-            max_cells - len(columns),
+        walk = heaviest_cells(
+            delta, floor, weights, float(sigma[m] - room), int(max_sizes[m]), deadline, max_cells
         )
-        if cells is None:
+        if walk is None:
             return None
+        cells, threshold = walk
+        # a model whose cells overflowed the cap came back complete for a smaller room;
+        # so are the cells kept from the models before it
+        room = min(room, float(sigma[m] - threshold))
         columns += [(m, c) for c in cells]
-    return columns
+        costs += [float(pi[c].sum() + sigma[m] - len(c)) for c in cells]
+        if len(columns) > max_cells:  # together over the cap: keep the cheapest
+            room = float(np.sort(costs)[max_cells]) - 1e-7
+        keep = [j for j, rc in enumerate(costs) if rc <= room + 1e-9]
+        if len(keep) < len(columns):
+            columns = [columns[j] for j in keep]
+            costs = [costs[j] for j in keep]
+    return columns, room
 
 
 def reduced_cost_proof(
@@ -95,50 +106,72 @@ def reduced_cost_proof(
     incumbent: int,
     max_sizes: np.ndarray,
     time_limit: float,
+    max_cells: int = ENUM_MAX_CELLS,
 ) -> EnumerationProof:
     """Prove ``incumbent`` optimal, or find better, from multipliers ``pi`` (any π >= 0) and
     ``upper[m]`` (a proven bound on model m's best Σ_{v∈S} (1 − π_v) over its cells);
-    ``max_sizes[m]``: a proven cap on model m's cell size. ``w``: [M, n, n], diagonal zero."""
+    ``max_sizes[m]``: a proven cap on model m's cell size; ``max_cells``: the most cells
+    enumerated. ``w``: [M, n, n], diagonal zero.
+
+    Top down: the cells that fit the room of the strongest conceivable partition, ⌊D⌋, are
+    packed first; each strength refuted lowers the bound by one, and the room (and the
+    cells taken) grows by one, down to the incumbent + 1. The cells are enumerated once, for
+    the largest room the cap admits; a target that room does not reach is left unproven."""
     t0 = time.perf_counter()
     deadline = t0 + time_limit
     M, n, _ = w.shape
     pi = np.maximum(np.asarray(pi, dtype=float), 0.0)
     sigma = np.maximum(np.asarray(upper, dtype=float), 0.0)
     dual = float(pi.sum() + sigma.sum())
-    target = incumbent + 1
-    if dual < target - 1e-9:  # strengths are whole: the incumbent is already optimal
-        bound = float(np.floor(dual + 1e-9))
-        return EnumerationProof(bound, True, None, 0, True, time.perf_counter() - t0)
-    room = dual - target
-    columns = reduced_cost_cells(w, floor, pi, sigma, room, max_sizes, deadline)
-    if columns is None:  # capped: nothing proven beyond the dual bound itself
-        seconds = time.perf_counter() - t0
-        return EnumerationProof(dual, False, None, 0, False, seconds)
-    # the depth-first packing first: it only looks at cells that fit the room a choice
-    # leaves, where the set-packing MILP stalls on a large room; the MILP, with its own dual
-    # bound, takes what time the search leaves unused
-    now = time.perf_counter()
-    search = pack_by_search(
-        columns, pi, sigma, target, now + PACK_SEARCH_SHARE * max(0.0, deadline - now)
+    top = int(np.floor(dual + 1e-9))  # strengths are whole
+    if top <= incumbent:  # the incumbent is already optimal
+        return EnumerationProof(float(top), True, None, 0, True, time.perf_counter() - t0)
+    enumerated = reduced_cost_cells(
+        w, floor, pi, sigma, dual - (incumbent + 1), max_sizes, deadline, max_cells
     )
-    if search.finished:
-        packing = search.assignment
-        # finished: every partition of strength >= target packs enumerated cells, and the
-        # search met the strongest of them, or proved there is none
-        bound = float(incumbent) if packing is None else float((packing >= 0).sum())
-    else:
-        packing, packing_bound, _ = packing_program(
-            columns, n, M, max(0.5, deadline - time.perf_counter())
+    if enumerated is None:  # out of time: nothing proven beyond the dual bound itself
+        return EnumerationProof(dual, False, None, 0, False, time.perf_counter() - t0)
+    columns, room = enumerated
+    bound, better, nodes, searched = float(top), None, 0, True
+
+    def stronger(packing: np.ndarray | None) -> np.ndarray | None:
+        if packing is None or (better is not None and (better >= 0).sum() >= (packing >= 0).sum()):
+            return better
+        return packing
+
+    lowest = max(incumbent + 1, int(np.ceil(dual - room - 1e-9)))
+    for target in range(top, lowest - 1, -1):
+        now = time.perf_counter()
+        # the depth-first packing first: it only looks at cells that fit the room a choice
+        # leaves, where the set-packing MILP stalls on a large room
+        search = pack_by_search(
+            columns, pi, sigma, target, now + PACK_SEARCH_SHARE * max(0.0, deadline - now)
         )
-        if search.assignment is not None and (search.assignment >= 0).sum() > (packing >= 0).sum():
-            packing = search.assignment
-        bound = float(incumbent) if packing_bound < target else packing_bound
-    seconds = time.perf_counter() - t0
-    better = None
-    if packing is not None:
-        strength = int((packing >= 0).sum())
-        if strength > incumbent and is_feasible(w, packing, floor, "pairwise", "per-model"):
-            better = packing
+        nodes += search.nodes
+        better = stronger(search.assignment)
+        if search.finished:
+            if search.assignment is None:  # no partition of strength >= target: one less
+                bound = float(target - 1)
+                continue
+            # the strongest partition of strength >= target, where target + 1 is refuted
+            bound = float((search.assignment >= 0).sum())
+            break
+        # the search stopped: the set-packing MILP, with its own dual bound, takes the time
+        # left, on the cells this target admits (a partition of strength >= target uses
+        # only those)
+        searched = False
+        fit = [c for c in columns if pi[c[1]].sum() + sigma[c[0]] - len(c[1]) <= dual - target]
+        milp, milp_bound, _ = packing_program(fit, n, M, max(0.5, deadline - time.perf_counter()))
+        better = stronger(milp)
+        if milp_bound < target:
+            bound = float(target - 1)
+            continue
+        bound = min(bound, milp_bound)
+        break
+    if better is not None:
+        strength = int((better >= 0).sum())
+        if strength <= incumbent or not is_feasible(w, better, floor, "pairwise", "per-model"):
+            better = None
     best = int((better >= 0).sum()) if better is not None else incumbent
     return EnumerationProof(
         min(bound, dual),
@@ -146,7 +179,8 @@ def reduced_cost_proof(
         better,
         len(columns),
         True,
-        seconds,
-        search.nodes,
-        search.finished,
+        time.perf_counter() - t0,
+        nodes,
+        searched,
+        room,
     )

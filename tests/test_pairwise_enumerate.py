@@ -13,8 +13,8 @@ from test_pairwise_bounds import CASES, _feasible_masks, _ids, _optimum, _random
 from test_pairwise_colgen import _colgen
 
 from solver.pairwise_bounds import size_bound
-from solver.pairwise_cells import enumerate_cells, heaviest_cell
-from solver.pairwise_enumerate import reduced_cost_proof
+from solver.pairwise_cells import enumerate_cells, heaviest_cell, heaviest_cells
+from solver.pairwise_enumerate import reduced_cost_cells, reduced_cost_proof
 from solver.verify import is_feasible
 
 # one model's small instance: every subset is enumerated as the truth
@@ -71,6 +71,79 @@ def test_heaviest_cell_is_the_maximum_over_every_feasible_cell(seed, n, floor, m
     above = weight + 1e-3
     again = heaviest_cell(delta, floor, weights, max_size, time.perf_counter() + 60, above)
     assert again == (above, None)
+
+
+@pytest.mark.property
+@settings(max_examples=25, deadline=None)
+@given(**ONE_MODEL, threshold=st.floats(-1.0, 2.0), cap=st.integers(1, 40))
+def test_a_capped_enumeration_is_complete_above_its_raised_threshold(
+    seed, n, floor, threshold, cap
+):
+    """Past its cap the walk raises its threshold: what it returns must be exactly the
+    feasible cells that meet the threshold it reports, no more than the cap."""
+    w, weights, feasible, bits, size = _subsets(seed, n, floor)
+    delta = 1.0 - w
+    np.fill_diagonal(delta, 0.0)
+    out = heaviest_cells(delta, floor, weights, threshold, n, time.perf_counter() + 60, cap)
+    assert out is not None
+    cells, raised = out
+    assert raised >= threshold and len(cells) <= cap
+    truth = {
+        int(m) for m in np.nonzero(feasible & (bits @ weights >= raised - 1e-9) & (size >= 2))[0]
+    }
+    assert {int(sum(1 << int(v) for v in c)) for c in cells} == truth
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("case", CASES[:6], ids=_ids)
+@pytest.mark.parametrize("cap", [3, 20])
+def test_capped_reduced_cost_cells_are_every_cell_of_their_room(case, cap):
+    """Across models the cap lowers one room: the cells returned must be every feasible cell
+    of every model whose reduced cost fits it (checked against every subset)."""
+    w, _, _ = _optimum(case)
+    floor = case[-1]
+    r = _colgen(case)
+    pi = np.maximum(r.multipliers, 0.0)
+    sigma = np.maximum(r.pricing_bounds, 0.0)
+    M, n, _ = w.shape
+    _, largest = size_bound(w, floor)
+    wanted = float(pi.sum() + sigma.sum())  # every cell's reduced cost is at most this
+    cells, room = reduced_cost_cells(
+        w, floor, pi, sigma, wanted, largest, time.perf_counter() + 60, cap
+    )
+    assert room <= wanted and len(cells) <= cap
+    bits = (np.arange(1 << n)[:, None] >> np.arange(n)[None, :]) & 1
+    truth = set()
+    for m in range(M):
+        rc = bits @ pi + sigma[m] - bits.sum(axis=1)
+        ok = _feasible_masks(w[m], floor) & (bits.sum(axis=1) >= 2) & (rc <= room + 1e-9)
+        ok &= bits.sum(axis=1) <= largest[m]
+        truth |= {(m, int(s)) for s in np.nonzero(ok)[0]}
+    assert {(m, int(sum(1 << int(v) for v in c))) for m, c in cells} == truth
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("case", CASES[:6], ids=_ids)
+def test_a_proof_under_a_small_cap_still_bounds_the_optimum(case):
+    """With room for few cells the proof may not close, but each strength it refutes must
+    lie above the optimum, and a partition it returns must be feasible and no stronger
+    than its bound."""
+    w, opt, _ = _optimum(case)
+    floor = case[-1]
+    r = _colgen(case)
+    _, largest = size_bound(w, floor)
+    for cap in (1, 5, 50):
+        proof = reduced_cost_proof(
+            w, floor, r.multipliers, r.pricing_bounds, 0, largest, 60.0, max_cells=cap
+        )
+        assert proof.finished and proof.cells <= cap
+        assert proof.bound >= opt - 1e-9
+        if proof.assignment is not None:
+            assert is_feasible(w, proof.assignment, floor, "pairwise", "per-model")
+            assert (proof.assignment >= 0).sum() <= proof.bound + 1e-9
+        assert proof.proven == (
+            proof.assignment is not None and (proof.assignment >= 0).sum() >= proof.bound
+        )
 
 
 @pytest.mark.unit
