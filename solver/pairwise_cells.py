@@ -17,11 +17,11 @@ import numpy as np
 
 from solver.pairwise_bounds import deficit_budget
 
-# cells kept in all, per proof; beyond it the proof is abandoned. What it bounds is memory:
-# each kept cell costs its inputs (~150 bytes), a row of the packing search's membership
-# matrix (n bytes) and of its Lagrangian's (8 bytes per priced input), about 1 GiB at the cap
-# for n = 100 (the exact program's largest)
-ENUM_MAX_CELLS = 1_000_000
+# cells kept in all, per proof; beyond it the room is lowered until they fit. What it bounds
+# is memory: each kept cell costs about 0.8 KiB (its inputs as an array in a list, ~0.65 KiB,
+# and the packing search's table, ~0.1 KiB), about 2.5 GiB at the cap, 3 GiB in the walk's
+# last batch (measured at n = 64; bench/RESULTS.md, section 3)
+ENUM_MAX_CELLS = 3_000_000
 
 
 def heaviest_cell(

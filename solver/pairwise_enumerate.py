@@ -31,7 +31,7 @@ import numpy as np
 
 from solver.pairwise_cells import ENUM_MAX_CELLS, heaviest_cells
 from solver.pairwise_colgen import packing_program
-from solver.pairwise_pack import pack_by_search
+from solver.pairwise_pack import pack_by_search, prepare_cells
 from solver.verify import is_feasible
 
 PACK_SEARCH_SHARE = 0.7  # of the time the enumeration left, for the packing search
@@ -132,6 +132,7 @@ def reduced_cost_proof(
     if enumerated is None:  # out of time: nothing proven beyond the dual bound itself
         return EnumerationProof(dual, False, None, 0, False, time.perf_counter() - t0)
     columns, room = enumerated
+    table = prepare_cells(columns, pi, sigma)  # once, for every target
     bound, better, nodes, searched = float(top), None, 0, True
 
     def stronger(packing: np.ndarray | None) -> np.ndarray | None:
@@ -145,7 +146,7 @@ def reduced_cost_proof(
         # the depth-first packing first: it only looks at cells that fit the room a choice
         # leaves, where the set-packing MILP stalls on a large room
         search = pack_by_search(
-            columns, pi, sigma, target, now + PACK_SEARCH_SHARE * max(0.0, deadline - now)
+            table, pi, sigma, target, now + PACK_SEARCH_SHARE * max(0.0, deadline - now)
         )
         nodes += search.nodes
         better = stronger(search.assignment)
@@ -160,7 +161,11 @@ def reduced_cost_proof(
         # left, on the cells this target admits (a partition of strength >= target uses
         # only those)
         searched = False
-        fit = [c for c in columns if pi[c[1]].sum() + sigma[c[0]] - len(c[1]) <= dual - target]
+        fit = [
+            (int(m), c)
+            for m, c, rc in zip(table.model, table.inputs, table.rc)
+            if rc <= dual - target
+        ]
         milp, milp_bound, _ = packing_program(fit, n, M, max(0.5, deadline - time.perf_counter()))
         better = stronger(milp)
         if milp_bound < target:

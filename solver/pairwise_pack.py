@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 EPS = 1e-9
 LAGRANGE_STEPS = 20  # subgradient steps per branch, at most
@@ -59,14 +60,52 @@ def cell_masks(cells: list[np.ndarray], n: int) -> np.ndarray:
     return masks
 
 
-def _members(masks: np.ndarray, n: int) -> np.ndarray:
-    """[cells, n] booleans from the masks."""
-    bits = np.unpackbits(masks.view(np.uint8), axis=1, bitorder="little")
-    return bits[:, :n].astype(bool)
+@dataclass
+class CellTable:
+    """The cells of a packing search, prepared once for every target: sorted by reduced
+    cost (cheapest first), as bit masks and as padded input lists."""
+
+    model: np.ndarray  # [C] model of each cell
+    inputs: list[np.ndarray]  # each cell's inputs
+    masks: np.ndarray  # [C, words] uint64
+    cell_idx: np.ndarray  # [C, widest] inputs, padded
+    cell_len: np.ndarray  # [C]
+    rc: np.ndarray  # [C] reduced cost π(S) + σ_m − |S|, clipped at 0
+    pi: np.ndarray
+    sigma: np.ndarray
+
+    @property
+    def size(self) -> np.ndarray:
+        return self.cell_len
+
+
+def prepare_cells(
+    cells: list[tuple[int, np.ndarray]], pi: np.ndarray, sigma: np.ndarray
+) -> CellTable:
+    """``cells`` (model, inputs) under multipliers ``pi``, ``sigma`` (clipped at 0), for
+    ``pack_by_search``."""
+    pi = np.maximum(np.asarray(pi, dtype=float), 0.0)
+    sigma = np.maximum(np.asarray(sigma, dtype=float), 0.0)
+    n = len(pi)
+    model = np.array([m for m, _ in cells], dtype=np.int64)
+    inputs = [np.asarray(c, dtype=np.int64) for _, c in cells]
+    cell_len = np.array([len(c) for c in inputs], dtype=np.int32)
+    rc = np.array([pi[c].sum() + sigma[m] - len(c) for m, c in zip(model, inputs)], dtype=float)
+    rc = np.maximum(rc, 0.0)
+    # cheapest first: the first leaves reached are the strongest partitions
+    order = np.argsort(rc, kind="stable")
+    model, rc, cell_len = model[order], rc[order], cell_len[order]
+    inputs = [inputs[j] for j in order]
+    # narrow input indices: the branch kernels stream these rows, and memory speed bounds them
+    kind = np.int16 if n < 2**15 else np.int32
+    cell_idx = np.zeros((len(inputs), max(1, int(cell_len.max()) if len(inputs) else 1)), kind)
+    for j, c in enumerate(inputs):
+        cell_idx[j, : len(c)] = c
+    return CellTable(model, inputs, cell_masks(inputs, n), cell_idx, cell_len, rc, pi, sigma)
 
 
 def pack_by_search(
-    cells: list[tuple[int, np.ndarray]],
+    cells: list[tuple[int, np.ndarray]] | CellTable,
     pi: np.ndarray,
     sigma: np.ndarray,
     target: int,
@@ -76,43 +115,32 @@ def pack_by_search(
     """The strongest packing (each input and each model at most once) of ``cells`` (model,
     inputs) among those of strength >= ``target``, under the multipliers ``pi``, ``sigma``
     (π >= 0, σ >= 0, and σ_m >= Σ_{v∈S} (1 − π_v) for every cell S of model m, so that each
-    reduced cost is >= 0). ``lagrange_steps``: subgradient steps of the bound at each branch
-    (0: the parent's multipliers only)."""
+    reduced cost is >= 0). ``cells`` may come prepared (``prepare_cells`` with the same
+    multipliers), which saves that work where several targets share them.
+    ``lagrange_steps``: subgradient steps of the bound at each branch (0: the parent's
+    multipliers only)."""
     t0 = time.perf_counter()
-    pi = np.maximum(np.asarray(pi, dtype=float), 0.0)
-    sigma = np.maximum(np.asarray(sigma, dtype=float), 0.0)
+    table = cells if isinstance(cells, CellTable) else prepare_cells(cells, pi, sigma)
+    pi, sigma = table.pi, table.sigma
     n, M = len(pi), len(sigma)
     dual = float(pi.sum() + sigma.sum())
-    model = np.array([m for m, _ in cells], dtype=np.int64)
-    inputs = [np.asarray(c, dtype=np.int64) for _, c in cells]
-    masks = cell_masks(inputs, n)
-    member = _members(masks, n) if cells else np.zeros((0, n), dtype=bool)
-    rc = np.array([pi[c].sum() + sigma[m] - len(c) for m, c in zip(model, inputs)], dtype=float)
-    rc = np.maximum(rc, 0.0)
-    size = member.sum(axis=1)
-    # cheapest first: the first leaves reached are the strongest partitions
-    order = np.argsort(rc, kind="stable")
-    model, masks, member, rc, size = (
-        model[order],
-        masks[order],
-        member[order],
-        rc[order],
-        size[order],
-    )
-    inputs = [inputs[j] for j in order]
+    model, masks, rc, size = table.model, table.masks, table.rc, table.size
+    cell_idx, cell_len, inputs = table.cell_idx, table.cell_len, table.inputs
     priced = pi > EPS
     state = {"budget": dual - target, "best": None, "nodes": 0}
 
     def compatible(
         cand: np.ndarray, chosen: int | None, dropped: int | None, room: float
     ) -> np.ndarray:
-        keep = rc[cand] <= room + EPS
-        if chosen is not None:
-            keep &= ~np.any(masks[cand] & masks[chosen], axis=1)
-            keep &= model[cand] != model[chosen]
-        if dropped is not None:
-            keep &= ~member[cand, dropped]
-        return cand[keep]
+        return _compatible(
+            cand,
+            masks,
+            model,
+            rc,
+            room,
+            -1 if chosen is None else chosen,
+            -1 if dropped is None else dropped,
+        )
 
     def leaf(chosen: list[int]) -> None:
         strength = int(size[chosen].sum()) if chosen else 0
@@ -131,50 +159,22 @@ def pack_by_search(
         α), raised by a few subgradient steps from the parent's α, stopping once it exceeds
         ``room`` (the branch is then dropped). Returns (bound, α for the children, what forcing
         each cell of ``cand`` adds to the bound, what leaving each input uncovered adds)."""
-        rows = np.nonzero(open_)[0]
         if not len(cand):
             return float(sigma[free].sum()), alpha, np.zeros(0), np.full(n, np.inf)
-        a = alpha[rows].copy()
-        hits = member[cand][:, rows].astype(np.float64)
-        groups = [(int(m), np.nonzero(model[cand] == m)[0]) for m in np.nonzero(free)[0]]
-        best, best_a, theta, stalled = -np.inf, a, 1.0, 0
-        for step in range(lagrange_steps + 1):  # the parent's α, then each step's
-            priced_rc = rc[cand] - hits @ a
-            value = float(a.sum() + np.minimum(0.0, pi[rows] - a).sum())
-            g = 1.0 - (pi[rows] < a)  # an input left uncovered where π_v < α_v
-            for m, where in groups:
-                if not len(where):
-                    value += float(sigma[m])
-                    continue
-                j = where[np.argmin(priced_rc[where])]
-                if priced_rc[j] < sigma[m]:
-                    value += float(priced_rc[j])
-                    g -= hits[j]
-                else:
-                    value += float(sigma[m])
-            if value > best + 1e-9:
-                best, best_a, stalled = value, a, 0
-            else:
-                stalled += 1
-                if stalled >= 2:
-                    theta, stalled = theta / 2.0, 0
-            norm = float(g @ g)
-            if best > room + EPS or norm == 0.0 or step == lagrange_steps:
-                break
-            a = a + theta * (room + 0.1 - value) / norm * g
-        out = alpha.copy()
-        out[rows] = best_a
-        # what forcing one cell, or leaving one input uncovered, adds to the bound at the
-        # best α: the Lagrangian of that restriction (reduced-cost fixing)
-        priced_rc = rc[cand] - hits @ best_a
-        term = np.asarray(sigma, dtype=float).copy()
-        for m, where in groups:
-            if len(where):
-                term[m] = min(term[m], float(priced_rc[where].min()))
-        forcing = priced_rc - term[model[cand]]
-        leaving = np.full(n, np.inf)
-        leaving[rows] = np.maximum(0.0, pi[rows] - best_a)
-        return best, out, forcing, leaving
+        return _lagrangian(
+            cand,
+            cell_idx,
+            cell_len,
+            model,
+            rc,
+            pi,
+            sigma,
+            open_,
+            free,
+            room,
+            alpha,
+            lagrange_steps,
+        )
 
     def visit(
         cand: np.ndarray,
@@ -188,7 +188,8 @@ def pack_by_search(
         state["nodes"] += 1
         if state["nodes"] % 256 == 1 and time.perf_counter() > deadline:
             raise _OutOfTime
-        coverable = member[cand].any(axis=0) if len(cand) else np.zeros(n, dtype=bool)
+        counts, largest = _coverage(cand, cell_idx, cell_len, model, size, n, M)
+        coverable = counts > 0
         forced = open_ & ~coverable  # no remaining cell covers them: they pay π
         cost += float(pi[forced].sum())
         open_ = open_ & coverable
@@ -196,12 +197,7 @@ def pack_by_search(
             return
         # the strength the free models can still add: each one cell at most, of the
         # inputs that remaining cells cover
-        if len(cand):
-            largest = np.zeros(M, dtype=np.int64)
-            np.maximum.at(largest, model[cand], size[cand])
-            reach = min(int(largest[free].sum()), int(coverable.sum()))
-        else:
-            reach = 0
+        reach = min(int(largest[free].sum()), int(coverable.sum())) if len(cand) else 0
         if strength + reach < dual - state["budget"] - 1e-6:
             return
         must, alpha, forcing, leaving = lower_bound(
@@ -212,10 +208,11 @@ def pack_by_search(
         # a cell whose forcing lifts the bound past the budget is in no completion
         cand = cand[cost + must + forcing <= state["budget"] + EPS]
         if open_.any():
-            counts = member[cand][:, open_].sum(axis=0)
+            counts, _ = _coverage(cand, cell_idx, cell_len, model, size, n, M)
             where = np.nonzero(open_)[0]
-            v = int(where[np.lexsort((-pi[where], counts))[0]])
-            covering = cand[member[cand, v]]
+            v = int(where[np.lexsort((-pi[where], counts[where]))[0]])
+            bit = (masks[cand, v >> 6] >> np.uint64(v & 63)) & np.uint64(1)
+            covering = cand[bit.astype(bool)]
             for j in covering:
                 if not take(int(j), cand, open_, free, cost, chosen, strength, alpha):
                     break  # sorted by rc: none further fits
@@ -245,14 +242,152 @@ def pack_by_search(
         nxt = compatible(cand, j, None, state["budget"] - cost - rc[j])
         still = free.copy()
         still[model[j]] = False
-        left = open_ & ~member[j]
+        left = open_.copy()
+        left[inputs[j]] = False
         visit(nxt, left, still, cost + rc[j], chosen + [j], strength + int(size[j]), alpha)
         return True
 
     finished = True
     try:
         free = np.ones(M, dtype=bool)
-        visit(np.arange(len(cells)), priced.copy(), free, 0.0, [], 0, np.zeros(n))
+        # only the cells whose own reduced cost fits the target's room
+        root = np.nonzero(rc <= state["budget"] + EPS)[0].astype(np.int64)
+        visit(root, priced.copy(), free, 0.0, [], 0, np.zeros(n))
     except _OutOfTime:
         finished = False
     return PackingSearch(state["best"], finished, state["nodes"], time.perf_counter() - t0)
+
+
+# ---------------------------------------------------------------------------------------
+# Kernels (numba): the work of one branch over its candidate cells, without the [cells, n]
+# temporaries that the vectorised form allocated at every branch
+# ---------------------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def _compatible(cand, masks, model, rc, room, chosen, dropped):
+    """The cells of ``cand`` whose reduced cost fits ``room``, disjoint from cell ``chosen``
+    and of another model (chosen >= 0), and without input ``dropped`` (dropped >= 0)."""
+    out = np.empty(len(cand), dtype=np.int64)
+    k = 0
+    for c in cand:
+        if rc[c] > room + EPS:
+            continue
+        if chosen >= 0:
+            if model[c] == model[chosen]:
+                continue
+            clash = False
+            for wd in range(masks.shape[1]):
+                if masks[c, wd] & masks[chosen, wd]:
+                    clash = True
+                    break
+            if clash:
+                continue
+        if dropped >= 0 and (masks[c, dropped >> 6] >> np.uint64(dropped & 63)) & np.uint64(1):
+            continue
+        out[k] = c
+        k += 1
+    return out[:k]
+
+
+@njit(cache=True)
+def _coverage(cand, cell_idx, cell_len, model, size, n, n_models):
+    """How many cells of ``cand`` cover each input, and each model's largest cell there."""
+    counts = np.zeros(n, dtype=np.int64)
+    largest = np.zeros(n_models, dtype=np.int64)
+    for c in cand:
+        for t in range(cell_len[c]):
+            counts[cell_idx[c, t]] += 1
+        if size[c] > largest[model[c]]:
+            largest[model[c]] = size[c]
+    return counts, largest
+
+
+@njit(cache=True)
+def _priced(cand, cell_idx, cell_len, rc, a, out):
+    """out[c] = rc of cand[c] minus α over its inputs (α is 0 outside the open inputs)."""
+    for c in range(len(cand)):
+        j = cand[c]
+        s = rc[j]
+        for t in range(cell_len[j]):
+            s -= a[cell_idx[j, t]]
+        out[c] = s
+
+
+@njit(cache=True)
+def _lagrangian(cand, cell_idx, cell_len, model, rc, pi, sigma, open_, free, room, alpha, steps):
+    """The bound of ``lower_bound`` (see there): (bound, α for the children, forcing per
+    cell of ``cand``, leaving per input)."""
+    n = len(pi)
+    n_models = len(sigma)
+    rows = np.nonzero(open_)[0]
+    a = np.zeros(n)
+    for v in rows:
+        a[v] = alpha[v]
+    best = -np.inf
+    best_a = a.copy()
+    theta = 1.0
+    stalled = 0
+    prc = np.empty(len(cand))
+    g = np.zeros(n)
+    pick = np.empty(n_models, dtype=np.int64)
+    low = np.empty(n_models)
+    for step in range(steps + 1):  # the parent's α, then each step's
+        _priced(cand, cell_idx, cell_len, rc, a, prc)
+        value = 0.0
+        for v in rows:
+            value += a[v] + min(0.0, pi[v] - a[v])
+            g[v] = 0.0 if pi[v] < a[v] else 1.0  # an input left uncovered where π_v < α_v
+        pick[:] = -1
+        low[:] = np.inf
+        for c in range(len(cand)):
+            m = model[cand[c]]
+            if prc[c] < low[m]:
+                low[m] = prc[c]
+                pick[m] = c
+        for m in range(n_models):
+            if not free[m]:
+                continue
+            if pick[m] >= 0 and low[m] < sigma[m]:
+                value += low[m]
+                j = cand[pick[m]]
+                for t in range(cell_len[j]):
+                    v = cell_idx[j, t]
+                    if open_[v]:
+                        g[v] -= 1.0
+            else:
+                value += sigma[m]
+        if value > best + 1e-9:
+            best = value
+            best_a[:] = a
+            stalled = 0
+        else:
+            stalled += 1
+            if stalled >= 2:
+                theta /= 2.0
+                stalled = 0
+        norm = 0.0
+        for v in rows:
+            norm += g[v] * g[v]
+        if best > room + EPS or norm == 0.0 or step == steps:
+            break
+        scale = theta * (room + 0.1 - value) / norm
+        for v in rows:
+            a[v] += scale * g[v]
+    out = alpha.copy()
+    for v in rows:
+        out[v] = best_a[v]
+    # what forcing one cell, or leaving one input uncovered, adds to the bound at the best α
+    _priced(cand, cell_idx, cell_len, rc, best_a, prc)
+    term = sigma.copy()
+    for c in range(len(cand)):
+        m = model[cand[c]]
+        if free[m] and prc[c] < term[m]:
+            term[m] = prc[c]
+    forcing = np.empty(len(cand))
+    for c in range(len(cand)):
+        forcing[c] = prc[c] - term[model[cand[c]]]
+    leaving = np.full(n, np.inf)
+    for v in rows:
+        leaving[v] = max(0.0, pi[v] - best_a[v])
+    return best, out, forcing, leaving

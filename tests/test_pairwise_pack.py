@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from solver.pairwise_colgen import packing_program
-from solver.pairwise_pack import LAGRANGE_STEPS, cell_masks, pack_by_search
+from solver.pairwise_pack import LAGRANGE_STEPS, cell_masks, pack_by_search, prepare_cells
 
 
 def _instance(seed: int, n: int, models: int, per_model: int):
@@ -97,3 +97,18 @@ def test_masks_hold_each_input_at_its_bit():
     assert masks.shape == (2, 2)
     assert masks[0, 0] == np.uint64(1) | (np.uint64(1) << np.uint64(63)) and masks[0, 1] == 0
     assert masks[1, 0] == 0 and masks[1, 1] == np.uint64(1) | (np.uint64(1) << np.uint64(6))
+
+
+@pytest.mark.unit
+def test_cells_prepared_once_give_the_same_search_as_the_list():
+    # the reduced-cost proof prepares its cells once for every target
+    cells, pi, sigma = _instance(5, 20, 4, per_model=25)
+    table = prepare_cells(cells, pi, sigma)
+    assert np.all(np.diff(table.rc) >= 0)  # cheapest first
+    for target in (10, 14, 18):
+        a = pack_by_search(cells, pi, sigma, target, time.perf_counter() + 60)
+        b = pack_by_search(table, pi, sigma, target, time.perf_counter() + 60)
+        assert a.finished and b.finished and a.nodes == b.nodes
+        assert (a.assignment is None) == (b.assignment is None)
+        if a.assignment is not None:
+            assert np.array_equal(a.assignment, b.assignment)
