@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+from numba import njit
 
 from solver.pairwise_bounds import deficit_budget
 
@@ -91,6 +92,10 @@ def heaviest_cells(
     return _walk(delta_m, floor, weights, threshold, max_size, deadline, max_cells, False, True)
 
 
+# nodes the compiled walk expands between two looks at the clock
+_CHUNK_NODES = 20_000
+
+
 def _walk(
     delta_m: np.ndarray,
     floor: float,
@@ -105,85 +110,211 @@ def _walk(
     """The reverse search of ``enumerate_cells``: (the cells found, the final threshold), or
     None at the deadline. Past ``max_cells`` cells it returns None too, or with
     ``raise_threshold`` keeps the heaviest ``max_cells`` and raises the threshold above the
-    rest."""
+    rest. The walk itself is compiled (``_walk_chunk``); between chunks of nodes this loop
+    reads the clock and makes room for the cells found."""
     n = len(weights)
-    weights = np.asarray(weights, dtype=float)
+    delta_m = np.ascontiguousarray(delta_m, dtype=np.float64)
+    weights = np.asarray(weights, dtype=np.float64)
     pos = np.maximum(weights, 0.0)
     slack = 1e-9  # keep every cell the verifier accepts: the set may only grow
-    budget = deficit_budget(np.arange(max(max_size, 2) + 2), floor) + slack
-    widest = float(budget[max(max_size, 2)])
+    max_size = max(int(max_size), 2)
+    budget = deficit_budget(np.arange(max_size + 2), floor) + slack
     ii, jj = np.triu_indices(n, 1)
     ok = delta_m[ii, jj] <= budget[2]
     ii, jj = ii[ok], jj[ok]
     # heaviest last, popped first: a branch and bound meets good cells early
     order = np.argsort(weights[ii] + weights[jj], kind="stable")
-    stack = [np.array([i, j], dtype=np.int64) for i, j in zip(ii[order], jj[order])]
-    found: list[np.ndarray] = []
-    mass: list[float] = []  # the weight of each cell found
-    grown = 0
-    while stack:
-        cell = stack.pop()
-        grown += 1
-        if grown % 1024 == 0 and time.perf_counter() > deadline:
+    # depth-first, the stack holds the pairs not yet taken and, per level of the branch,
+    # the siblings not yet taken: at most n per level
+    stack = np.zeros((len(ii) + n * (max_size + 1), max_size), dtype=np.int32)
+    stack_len = np.zeros(len(stack), dtype=np.int32)
+    stack[: len(ii), 0] = ii[order]
+    stack[: len(ii), 1] = jj[order]
+    stack_len[: len(ii)] = 2
+    top = len(ii)
+    # past the cap: stop, or (raise_threshold) cut back to the heaviest in batches
+    limit = max_cells + (max_cells // 4 if raise_threshold else 0) + 1
+    cap = min(limit, 1 << 16)
+    cells = np.zeros((cap, max_size), dtype=np.int32)
+    cell_len = np.zeros(cap, dtype=np.int32)
+    mass = np.zeros(cap)
+    count = 0
+    while True:
+        if time.perf_counter() > deadline:
             return None
-        if len(found) > max_cells:
-            if not raise_threshold:
-                return None
-            if len(found) > max_cells + max_cells // 4:  # cut in batches, not per cell
-                found, mass, threshold = _keep_heaviest(found, mass, max_cells)
-        k = len(cell)
-        inside = delta_m[np.ix_(cell, cell)].sum(axis=1)
-        deficit = 0.5 * float(inside.sum())
-        to = delta_m[cell].sum(axis=0)
-        to[cell] = np.inf
-        # an input whose deficit to the cell already overflows the largest budget is in
-        # no superset (deficits are >= 0)
-        addable = deficit + to <= widest + 1e-7
-        weight = float(weights[cell].sum())
+        top, count, threshold, status = _walk_chunk(
+            delta_m,
+            weights,
+            pos,
+            budget,
+            max_size,
+            float(threshold),
+            best_only,
+            stack,
+            stack_len,
+            top,
+            cells,
+            cell_len,
+            mass,
+            count,
+            _CHUNK_NODES,
+        )
+        if status == _EMPTY:
+            break
+        if status == _FULL:
+            if count >= limit:  # over the cap
+                if not raise_threshold:
+                    return None
+                keep, threshold = _heaviest_rows(mass[:count], max_cells)
+                count = len(keep)
+                cells[:count], cell_len[:count], mass[:count] = (
+                    cells[keep],
+                    cell_len[keep],
+                    mass[keep],
+                )
+            else:  # the buffer, not the cap: grow it
+                cap = min(limit, 2 * cap)
+                cells = np.resize(cells, (cap, max_size))
+                cell_len = np.resize(cell_len, cap)
+                mass = np.resize(mass, cap)
+    if count > max_cells:
+        if not raise_threshold:
+            return None
+        keep, threshold = _heaviest_rows(mass[:count], max_cells)
+        cells, cell_len, mass, count = cells[keep], cell_len[keep], mass[keep], len(keep)
+    found = [cells[j, : cell_len[j]].astype(np.int64) for j in range(count)]
+    return found, threshold
+
+
+def _heaviest_rows(mass: np.ndarray, max_cells: int) -> tuple[np.ndarray, float]:
+    """The rows of at most ``max_cells`` of the heaviest cells, in the order found, and a
+    threshold just above the heaviest one dropped: the cells kept are exactly those that meet
+    it (a walk that goes on with it only prunes more than before, so it still meets every
+    cell that does)."""
+    threshold = float(np.sort(mass)[::-1][max_cells]) + 1e-7
+    return np.nonzero(mass >= threshold - 1e-9)[0], threshold
+
+
+_EMPTY, _CHUNK, _FULL = 0, 1, 2  # why _walk_chunk returned
+
+
+@njit(cache=True)
+def _walk_chunk(
+    delta, weights, pos, budget, max_size, threshold, best_only,
+    stack, stack_len, top, cells, cell_len, mass, count, max_nodes,
+):  # fmt: skip
+    """Expand up to ``max_nodes`` cells of the reverse search from the stack; record each
+    cell that meets the threshold. Returns (stack top, cells recorded, threshold, why it
+    stopped: the stack ran empty, the chunk ended, or the record buffer is full).
+
+    Every deficit it compares is summed afresh, in the order of the cell's sorted inputs,
+    so a cell's parent does not depend on the path that reached it."""
+    n = len(weights)
+    widest = budget[max_size]
+    to = np.empty(n)
+    rows = np.empty(max_size + 1)
+    kid = np.empty(max_size + 1, dtype=np.int32)
+    grow = np.empty(n, dtype=np.int32)
+    extra = np.empty(n)
+    nodes = 0
+    while top > 0:
+        if nodes >= max_nodes:
+            return top, count, threshold, _CHUNK
+        if count >= len(mass):
+            return top, count, threshold, _FULL
+        nodes += 1
+        top -= 1
+        k = stack_len[top]
+        cell = stack[top, :k].copy()
+        deficit = 0.0
+        for a in range(k):
+            r = 0.0
+            for b in range(k):
+                r += delta[cell[a], cell[b]]
+            deficit += r
+        deficit *= 0.5
+        for v in range(n):
+            s = 0.0
+            for b in range(k):
+                s += delta[cell[b], v]
+            to[v] = s
+        for b in range(k):
+            to[cell[b]] = np.inf
+        weight = 0.0
+        for b in range(k):
+            weight += weights[cell[b]]
         room = max_size - k
+        reach = 0.0
         if room > 0:
-            extra = np.sort(pos[addable])
-            reach = float(extra[max(len(extra) - room, 0) :].sum())
-        else:
-            reach = 0.0
+            # an input whose deficit to the cell already overflows the largest budget is in
+            # no superset (deficits are >= 0)
+            m = 0
+            for v in range(n):
+                if deficit + to[v] <= widest + 1e-7:
+                    extra[m] = pos[v]
+                    m += 1
+            if m > 0:
+                got = np.sort(extra[:m])
+                for t in range(max(m - room, 0), m):
+                    reach += got[t]
         if weight + reach < threshold - 1e-9:
             continue  # no superset reaches the threshold either
         if weight >= threshold - 1e-9:
-            found.append(cell)
-            mass.append(weight)
+            cells[count, :k] = cell
+            cell_len[count] = k
+            mass[count] = weight
+            count += 1
             if best_only:
                 threshold = weight + 1e-7  # from here on, only heavier cells count
         if room == 0:
             continue
-        grow = np.nonzero(deficit + to <= budget[k + 1] + 1e-7)[0]
-        if len(grow) == 0:
-            continue
         # each child sorted, its deficits summed afresh; kept where it fits the budget and
         # the new input is the one its parent rule removes
-        kids = np.sort(
-            np.concatenate([np.repeat(cell[None, :], len(grow), 0), grow[:, None]], 1), 1
-        )
-        rows = delta_m[kids[:, :, None], kids[:, None, :]].sum(axis=2)
-        fits = 0.5 * rows.sum(axis=1) <= budget[k + 1]
-        last = k - np.argmax(rows[:, ::-1], axis=1)  # largest deficit, the largest index on ties
-        mine = kids[np.arange(len(grow)), last] == grow
-        keep = fits & mine
+        g_count = 0
+        for g in range(n):
+            if deficit + to[g] > budget[k + 1] + 1e-7:
+                continue
+            p = 0
+            placed = False
+            for b in range(k):
+                if not placed and g < cell[b]:
+                    kid[p] = g
+                    p += 1
+                    placed = True
+                kid[p] = cell[b]
+                p += 1
+            if not placed:
+                kid[p] = g
+            total = 0.0
+            last = 0
+            for a in range(k + 1):
+                r = 0.0
+                for b in range(k + 1):
+                    r += delta[kid[a], kid[b]]
+                rows[a] = r
+                total += r
+                if r >= rows[last]:  # the largest deficit, the largest index on ties
+                    last = a
+            if 0.5 * total <= budget[k + 1] and kid[last] == g:
+                grow[g_count] = g
+                g_count += 1
+        if g_count == 0:
+            continue
         # the heaviest addition last, popped first
-        for child in kids[keep][np.argsort(weights[grow[keep]], kind="stable")]:
-            stack.append(child)
-    if len(found) > max_cells:
-        if not raise_threshold:
-            return None
-        found, mass, threshold = _keep_heaviest(found, mass, max_cells)
-    return found, threshold
-
-
-def _keep_heaviest(
-    found: list[np.ndarray], mass: list[float], max_cells: int
-) -> tuple[list[np.ndarray], list[float], float]:
-    """At most ``max_cells`` of the heaviest cells, their weights, and a threshold just above
-    the heaviest one dropped: the cells kept are exactly those that meet it (a walk that goes
-    on with it only prunes more than before, so it still meets every cell that does)."""
-    threshold = float(np.sort(mass)[::-1][max_cells]) + 1e-7
-    keep = [j for j, x in enumerate(mass) if x >= threshold - 1e-9]
-    return [found[j] for j in keep], [mass[j] for j in keep], threshold
+        order = np.argsort(weights[grow[:g_count]], kind="mergesort")
+        for t in range(g_count):
+            g = grow[order[t]]
+            p = 0
+            placed = False
+            for b in range(k):
+                if not placed and g < cell[b]:
+                    stack[top, p] = g
+                    p += 1
+                    placed = True
+                stack[top, p] = cell[b]
+                p += 1
+            if not placed:
+                stack[top, p] = g
+            stack_len[top] = k + 1
+            top += 1
+    return top, count, threshold, _EMPTY

@@ -210,3 +210,57 @@ def test_proof_falls_back_to_the_packing_program_when_the_search_has_no_time(cas
     assert proof.assignment is not None and (proof.assignment >= 0).sum() == opt
     held = reduced_cost_proof(w, floor, r.multipliers, r.pricing_bounds, opt, largest, 60.0)
     assert held.proven and held.bound == opt and held.assignment is None
+
+
+def _reference_walk(delta_m, floor, weights, threshold, max_size):
+    """The reverse search written plainly in NumPy (the walk before it was compiled): every
+    cell of 2..max_size inputs within the floor's budget and of weight >= threshold."""
+    from solver.pairwise_bounds import deficit_budget
+
+    n = len(weights)
+    budget = deficit_budget(np.arange(max(max_size, 2) + 2), floor) + 1e-9
+    ii, jj = np.triu_indices(n, 1)
+    ok = delta_m[ii, jj] <= budget[2]
+    stack = [np.array([i, j]) for i, j in zip(ii[ok], jj[ok])]
+    found = []
+    while stack:
+        cell = stack.pop()
+        k = len(cell)
+        deficit = 0.5 * float(delta_m[np.ix_(cell, cell)].sum())
+        if float(weights[cell].sum()) >= threshold - 1e-9:
+            found.append(cell)
+        if k >= max_size:
+            continue
+        to = delta_m[cell].sum(axis=0)
+        to[cell] = np.inf
+        for g in np.nonzero(deficit + to <= budget[k + 1] + 1e-7)[0]:
+            kid = np.sort(np.append(cell, g))
+            rows = delta_m[np.ix_(kid, kid)].sum(axis=1)
+            last = k - int(np.argmax(rows[::-1]))
+            if 0.5 * rows.sum() <= budget[k + 1] and kid[last] == g:
+                stack.append(kid)
+    return found
+
+
+@pytest.mark.property
+@settings(max_examples=15, deadline=None)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    n=st.integers(12, 20),
+    floor=st.sampled_from([0.95, 0.9]),
+    max_size=st.integers(3, 8),
+)
+def test_compiled_walk_matches_the_plain_reverse_search(seed, n, floor, max_size):
+    # beyond what every subset can check: real-valued weights and deficits, larger n
+    rng = np.random.default_rng(seed)
+    w = np.clip(rng.beta(6.0, 1.0, size=(n, n)), 0.0, 1.0)
+    w = 0.5 * (w + w.T)
+    delta = 1.0 - w
+    np.fill_diagonal(delta, 0.0)
+    weights = rng.uniform(-0.5, 1.0, size=n)
+    threshold = float(rng.uniform(0.0, 2.0))
+    truth = {tuple(c) for c in _reference_walk(delta, floor, weights, threshold, max_size)}
+    cells = enumerate_cells(delta, floor, weights, threshold, max_size, time.perf_counter() + 60)
+    assert cells is not None
+    got = [tuple(int(v) for v in c) for c in cells]
+    assert len(got) == len(set(got)) and set(got) == truth
