@@ -6,7 +6,8 @@ A cell of k + 1 >= 3 inputs that meets the floor still meets it without its inpu
 deficit inside, so every feasible cell has one feasible parent and a depth-first walk from
 the feasible pairs reaches each cell once, holding one branch rather than a whole level in
 memory. A branch is dropped when even the largest weights it could still add cannot lift it
-to the threshold.
+to the threshold. The walk is compiled (numba): on the 64-input instance it lists 2.67 million
+cells in about 14 s (bench/RESULTS.md, section 3).
 """
 
 from __future__ import annotations

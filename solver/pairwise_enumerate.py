@@ -145,8 +145,15 @@ def reduced_cost_proof(
         now = time.perf_counter()
         # the depth-first packing first: it only looks at cells that fit the room a choice
         # leaves, where the set-packing MILP stalls on a large room
+        # every strength above target is refuted (or above D): the first packing that
+        # reaches target is optimal, and the search stops there
         search = pack_by_search(
-            table, pi, sigma, target, now + PACK_SEARCH_SHARE * max(0.0, deadline - now)
+            table,
+            pi,
+            sigma,
+            target,
+            now + PACK_SEARCH_SHARE * max(0.0, deadline - now),
+            enough=target,
         )
         nodes += search.nodes
         better = stronger(search.assignment)

@@ -14,8 +14,10 @@ of the remaining packing LP (cells priced by their reduced costs, the open input
 relaxed by multipliers α, valid for any α), raised by a few subgradient steps from the
 parent's α; at the best α, a cell whose forcing would lift the bound past D − t is dropped
 from the branch (reduced-cost fixing), and so is the "left uncovered" branch of an input
-whose leaving would. Cells are bit masks, so the disjointness of every
-remaining cell with a choice is one vectorised AND. Where the set-packing MILP stalls on a
+whose leaving would. Each branch's work over its candidate cells (disjointness with a
+choice, by bit masks; coverage; the subgradient steps, over each cell's inputs as a short row
+of narrow indices) runs compiled (numba), and the cells are prepared once for every target of
+a proof (``prepare_cells``). Where the set-packing MILP stalls on a
 large room (bench/RESULTS.md, section 3), this search only ever looks at cells that fit the
 room left, which shrinks with every choice.
 """
@@ -34,6 +36,10 @@ LAGRANGE_STEPS = 20  # subgradient steps per branch, at most
 
 class _OutOfTime(Exception):
     pass
+
+
+class _Reached(Exception):
+    """A packing met ``enough``: nothing stronger is wanted."""
 
 
 @dataclass
@@ -111,6 +117,7 @@ def pack_by_search(
     target: int,
     deadline: float,
     lagrange_steps: int = LAGRANGE_STEPS,
+    enough: int | None = None,
 ) -> PackingSearch:
     """The strongest packing (each input and each model at most once) of ``cells`` (model,
     inputs) among those of strength >= ``target``, under the multipliers ``pi``, ``sigma``
@@ -118,7 +125,8 @@ def pack_by_search(
     reduced cost is >= 0). ``cells`` may come prepared (``prepare_cells`` with the same
     multipliers), which saves that work where several targets share them.
     ``lagrange_steps``: subgradient steps of the bound at each branch (0: the parent's
-    multipliers only)."""
+    multipliers only). ``enough``: a strength known to be the most any packing reaches (a
+    proven bound); the search stops at the first packing that meets it."""
     t0 = time.perf_counter()
     table = cells if isinstance(cells, CellTable) else prepare_cells(cells, pi, sigma)
     pi, sigma = table.pi, table.sigma
@@ -150,6 +158,8 @@ def pack_by_search(
                 a[inputs[j]] = model[j]
             state["best"] = a
             state["budget"] = dual - (strength + 1)
+            if enough is not None and strength >= enough:
+                raise _Reached
 
     def lower_bound(
         cand: np.ndarray, open_: np.ndarray, free: np.ndarray, room: float, alpha: np.ndarray
@@ -255,6 +265,8 @@ def pack_by_search(
         visit(root, priced.copy(), free, 0.0, [], 0, np.zeros(n))
     except _OutOfTime:
         finished = False
+    except _Reached:
+        pass  # the strongest wanted: as good as a search run to its end
     return PackingSearch(state["best"], finished, state["nodes"], time.perf_counter() - t0)
 
 

@@ -112,3 +112,16 @@ def test_cells_prepared_once_give_the_same_search_as_the_list():
         assert (a.assignment is None) == (b.assignment is None)
         if a.assignment is not None:
             assert np.array_equal(a.assignment, b.assignment)
+
+
+@pytest.mark.property
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1))
+def test_search_told_the_bound_stops_at_the_first_packing_that_meets_it(seed):
+    cells, pi, sigma = _instance(seed, 12, 3, per_model=4)
+    opt = _best_packing(cells)
+    full = pack_by_search(cells, pi, sigma, opt, time.perf_counter() + 60)
+    early = pack_by_search(cells, pi, sigma, opt, time.perf_counter() + 60, enough=opt)
+    assert early.finished and early.assignment is not None
+    assert (early.assignment >= 0).sum() == opt and _is_packing_of(early.assignment, cells)
+    assert early.nodes <= full.nodes
