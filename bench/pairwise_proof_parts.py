@@ -29,7 +29,7 @@ from solver.pairwise_bounds import size_bound, size_structure  # noqa: E402
 from solver.pairwise_cells import heaviest_cell  # noqa: E402
 from solver.pairwise_colgen import _Pricer, column_generation, packing_program  # noqa: E402
 from solver.pairwise_enumerate import reduced_cost_cells, reduced_cost_proof  # noqa: E402
-from solver.pairwise_pack import LAGRANGE_STEPS, pack_by_search  # noqa: E402
+from solver.pairwise_pack import LAGRANGE_STEPS, pack_by_search, prepare_cells  # noqa: E402
 from solver.pairwise_sdp import sdp_model_caps  # noqa: E402
 from solver.pairwise_search import default_moves, search_pairwise  # noqa: E402
 
@@ -97,8 +97,12 @@ def main() -> None:
         top_down(w, floor, pi, sigma, incumbent, largest, args.part_time)
         return
     cells, reached = enumerated
+    seconds = time.perf_counter() - t
+    table = prepare_cells(cells, pi, sigma)
+    held = sum(a.nbytes for a in (cells.model, cells.rows, cells.length, table.masks, table.rc))
     print(
-        f"enumeration: room {room:.2f}, {len(cells):,} cells, {time.perf_counter() - t:.1f}s"
+        f"enumeration: room {room:.2f}, {len(cells):,} cells, {seconds:.1f}s, "
+        f"{held / max(1, len(cells)):.0f} bytes per cell with the search's table"
         + ("" if reached >= room else f" (the cap of {CELL_LIMIT:,} left room {reached:.2f})")
     )
     if reached < room:

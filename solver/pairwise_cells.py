@@ -13,6 +13,7 @@ cells in about 14 s (bench/RESULTS.md, section 3).
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 from numba import njit
@@ -20,10 +21,74 @@ from numba import njit
 from solver.pairwise_bounds import deficit_budget
 
 # cells kept in all, per proof; beyond it the room is lowered until they fit. What it bounds
-# is memory: each kept cell costs about 0.8 KiB (its inputs as an array in a list, ~0.65 KiB,
-# and the packing search's table, ~0.1 KiB), about 2.5 GiB at the cap, 3 GiB in the walk's
-# last batch (measured at n = 64; bench/RESULTS.md, section 3)
+# is memory: each kept cell is a row of narrow indices in the walk's buffer and then in the
+# packing search's table (CellRows), about 0.2 KiB in all at n = 64, 0.6 GiB at the cap
 ENUM_MAX_CELLS = 3_000_000
+
+
+@dataclass
+class CellRows:
+    """Cells as rows, not as one array each (a million small arrays cost five times the
+    memory): cell j is ``rows[j, :length[j]]``, its inputs sorted, a cell of model
+    ``model[j]``. Iterating gives (model, inputs) pairs."""
+
+    model: np.ndarray  # [C] int64
+    rows: np.ndarray  # [C, widest] int16 below 2**15 inputs, else int32; padded with 0
+    length: np.ndarray  # [C] int32
+
+    @classmethod
+    def from_list(cls, cells: list[tuple[int, np.ndarray]]) -> CellRows:
+        model = np.array([m for m, _ in cells], dtype=np.int64)
+        length = np.array([len(c) for _, c in cells], dtype=np.int32)
+        widest = int(length.max()) if len(cells) else 1
+        top = max((int(np.max(c)) for _, c in cells if len(c)), default=0)
+        rows = np.zeros((len(cells), max(widest, 1)), dtype=_narrow(top + 1))
+        for j, (_, c) in enumerate(cells):
+            rows[j, : len(c)] = np.sort(np.asarray(c))
+        return cls(model, rows, length)
+
+    @classmethod
+    def concatenate(cls, parts: list[CellRows], n: int) -> CellRows:
+        widest = max([p.rows.shape[1] for p in parts], default=1)
+        rows = np.zeros((sum(len(p) for p in parts), widest), dtype=_narrow(n))
+        at = 0
+        for p in parts:
+            rows[at : at + len(p), : p.rows.shape[1]] = p.rows
+            at += len(p)
+        return cls(
+            np.concatenate([p.model for p in parts] or [np.zeros(0, np.int64)]),
+            rows,
+            np.concatenate([p.length for p in parts] or [np.zeros(0, np.int32)]),
+        )
+
+    def __len__(self) -> int:
+        return len(self.length)
+
+    def __iter__(self):
+        for j in range(len(self)):
+            yield int(self.model[j]), self.cell(j)
+
+    def cell(self, j: int) -> np.ndarray:
+        return self.rows[j, : self.length[j]].astype(np.int64)
+
+    def take(self, keep: np.ndarray) -> CellRows:
+        return CellRows(self.model[keep], self.rows[keep], self.length[keep])
+
+    def sums(self, values: np.ndarray) -> np.ndarray:
+        """Σ_{v∈S} values_v for each cell S (in blocks: no [C, widest] float temporary)."""
+        values = np.asarray(values, dtype=float)
+        out = np.zeros(len(self))
+        inside = np.arange(self.rows.shape[1])[None, :]
+        for at in range(0, len(self), 1 << 16):
+            rows, length = self.rows[at : at + (1 << 16)], self.length[at : at + (1 << 16)]
+            out[at : at + len(rows)] = np.where(inside < length[:, None], values[rows], 0.0).sum(1)
+        return out
+
+
+def _narrow(n: int) -> type:
+    """The narrowest index type for n inputs: the kernels stream these rows, and memory speed
+    bounds them."""
+    return np.int16 if n < 2**15 else np.int32
 
 
 def heaviest_cell(
@@ -74,7 +139,7 @@ def enumerate_cells(
     the heaviest) and raises the threshold with each, so that branches which cannot beat
     the best are dropped: a branch and bound (``heaviest_cell``)."""
     walk = _walk(delta_m, floor, weights, threshold, max_size, deadline, max_cells, best_only)
-    return None if walk is None else walk[0]
+    return None if walk is None else [c for _, c in walk[0]]
 
 
 def heaviest_cells(
@@ -85,12 +150,17 @@ def heaviest_cells(
     max_size: int,
     deadline: float,
     max_cells: int = ENUM_MAX_CELLS,
-) -> tuple[list[np.ndarray], float] | None:
+    model: int = 0,
+) -> tuple[CellRows, float] | None:
     """The cells of ``enumerate_cells`` (same arguments), but where more than ``max_cells``
     reach ``threshold``, the threshold is raised until at most ``max_cells`` do: (every
-    feasible cell of weight >= the returned threshold, that threshold), or None when the
-    deadline passed first."""
-    return _walk(delta_m, floor, weights, threshold, max_size, deadline, max_cells, False, True)
+    feasible cell of weight >= the returned threshold, as rows of ``model``, that threshold),
+    or None when the deadline passed first."""
+    walk = _walk(delta_m, floor, weights, threshold, max_size, deadline, max_cells, False, True)
+    if walk is None:
+        return None
+    rows, threshold = walk
+    return CellRows(np.full(len(rows), model, dtype=np.int64), rows.rows, rows.length), threshold
 
 
 # nodes the compiled walk expands between two looks at the clock
@@ -107,7 +177,7 @@ def _walk(
     max_cells: int,
     best_only: bool,
     raise_threshold: bool = False,
-) -> tuple[list[np.ndarray], float] | None:
+) -> tuple[CellRows, float] | None:
     """The reverse search of ``enumerate_cells``: (the cells found, the final threshold), or
     None at the deadline. Past ``max_cells`` cells it returns None too, or with
     ``raise_threshold`` keeps the heaviest ``max_cells`` and raises the threshold above the
@@ -160,40 +230,34 @@ def _walk(
             count,
             _CHUNK_NODES,
         )
+        if status == _FULL and count < limit:  # the buffer, not the cap: grow it
+            cap = min(limit, 2 * cap)
+            cells = np.resize(cells, (cap, max_size))
+            cell_len = np.resize(cell_len, cap)
+            mass = np.resize(mass, cap)
+        elif status == _FULL or (status == _EMPTY and count > max_cells):
+            if not raise_threshold:
+                return None
+            count, threshold = _keep_heaviest(cells, cell_len, mass, count, max_cells)
         if status == _EMPTY:
             break
-        if status == _FULL:
-            if count >= limit:  # over the cap
-                if not raise_threshold:
-                    return None
-                keep, threshold = _heaviest_rows(mass[:count], max_cells)
-                count = len(keep)
-                cells[:count], cell_len[:count], mass[:count] = (
-                    cells[keep],
-                    cell_len[keep],
-                    mass[keep],
-                )
-            else:  # the buffer, not the cap: grow it
-                cap = min(limit, 2 * cap)
-                cells = np.resize(cells, (cap, max_size))
-                cell_len = np.resize(cell_len, cap)
-                mass = np.resize(mass, cap)
-    if count > max_cells:
-        if not raise_threshold:
-            return None
-        keep, threshold = _heaviest_rows(mass[:count], max_cells)
-        cells, cell_len, mass, count = cells[keep], cell_len[keep], mass[keep], len(keep)
-    found = [cells[j, : cell_len[j]].astype(np.int64) for j in range(count)]
+    rows = cells[:count, : max(1, int(cell_len[:count].max()) if count else 1)]
+    found = CellRows(np.zeros(count, np.int64), rows.astype(_narrow(n)), cell_len[:count].copy())
     return found, threshold
 
 
-def _heaviest_rows(mass: np.ndarray, max_cells: int) -> tuple[np.ndarray, float]:
-    """The rows of at most ``max_cells`` of the heaviest cells, in the order found, and a
-    threshold just above the heaviest one dropped: the cells kept are exactly those that meet
-    it (a walk that goes on with it only prunes more than before, so it still meets every
-    cell that does)."""
-    threshold = float(np.sort(mass)[::-1][max_cells]) + 1e-7
-    return np.nonzero(mass >= threshold - 1e-9)[0], threshold
+def _keep_heaviest(
+    cells: np.ndarray, cell_len: np.ndarray, mass: np.ndarray, count: int, max_cells: int
+) -> tuple[int, float]:
+    """Move at most ``max_cells`` of the heaviest of the first ``count`` cells to the front,
+    in the order found, and raise the threshold to just above the heaviest one dropped: the
+    cells kept are exactly those that meet it (a walk that goes on with it only prunes more
+    than before, so it still meets every cell that does). Returns (cells kept, threshold)."""
+    threshold = float(np.sort(mass[:count])[::-1][max_cells]) + 1e-7
+    keep = np.nonzero(mass[:count] >= threshold - 1e-9)[0]
+    kept = len(keep)
+    cells[:kept], cell_len[:kept], mass[:kept] = cells[keep], cell_len[keep], mass[keep]
+    return kept, threshold
 
 
 _EMPTY, _CHUNK, _FULL = 0, 1, 2  # why _walk_chunk returned
@@ -275,17 +339,7 @@ def _walk_chunk(
         for g in range(n):
             if deficit + to[g] > budget[k + 1] + 1e-7:
                 continue
-            p = 0
-            placed = False
-            for b in range(k):
-                if not placed and g < cell[b]:
-                    kid[p] = g
-                    p += 1
-                    placed = True
-                kid[p] = cell[b]
-                p += 1
-            if not placed:
-                kid[p] = g
+            _insert_sorted(cell, k, g, kid)
             total = 0.0
             last = 0
             for a in range(k + 1):
@@ -304,18 +358,23 @@ def _walk_chunk(
         # the heaviest addition last, popped first
         order = np.argsort(weights[grow[:g_count]], kind="mergesort")
         for t in range(g_count):
-            g = grow[order[t]]
-            p = 0
-            placed = False
-            for b in range(k):
-                if not placed and g < cell[b]:
-                    stack[top, p] = g
-                    p += 1
-                    placed = True
-                stack[top, p] = cell[b]
-                p += 1
-            if not placed:
-                stack[top, p] = g
+            _insert_sorted(cell, k, grow[order[t]], stack[top])
             stack_len[top] = k + 1
             top += 1
     return top, count, threshold, _EMPTY
+
+
+@njit(cache=True)
+def _insert_sorted(cell, k, g, out):
+    """``out[:k + 1]``: the sorted ``cell[:k]`` with ``g`` (not in it) added in order."""
+    p = 0
+    placed = False
+    for b in range(k):
+        if not placed and g < cell[b]:
+            out[p] = g
+            p += 1
+            placed = True
+        out[p] = cell[b]
+        p += 1
+    if not placed:
+        out[p] = g

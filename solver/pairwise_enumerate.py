@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from solver.pairwise_cells import ENUM_MAX_CELLS, heaviest_cells
+from solver.pairwise_cells import ENUM_MAX_CELLS, CellRows, heaviest_cells
 from solver.pairwise_colgen import packing_program
 from solver.pairwise_pack import pack_by_search, prepare_cells
 from solver.verify import is_feasible
@@ -67,19 +67,26 @@ def reduced_cost_cells(
     max_sizes: np.ndarray,
     deadline: float,
     max_cells: int = ENUM_MAX_CELLS,
-) -> tuple[list[tuple[int, np.ndarray]], float] | None:
+) -> tuple[CellRows, float] | None:
     """Every (model, cell) whose reduced cost π(S) + σ_m − |S| is at most a room: the cells
     of model m weighing Σ_{v∈S} (1 − π_v) >= σ_m − room. The room is ``room`` where at most
     ``max_cells`` cells fit it, else lowered until they do: (the cells, the room they are
     complete for). None when the deadline stopped the enumeration."""
     weights = 1.0 - pi
-    columns: list[tuple[int, np.ndarray]] = []
-    costs: list[float] = []
+    n = len(pi)
+    kept = CellRows.concatenate([], n)
     for m in range(w.shape[0]):
         delta = 1.0 - w[m]
         np.fill_diagonal(delta, 0.0)
         walk = heaviest_cells(
-            delta, floor, weights, float(sigma[m] - room), int(max_sizes[m]), deadline, max_cells
+            delta,
+            floor,
+            weights,
+            float(sigma[m] - room),
+            int(max_sizes[m]),
+            deadline,
+            max_cells,
+            model=m,
         )
         if walk is None:
             return None
@@ -87,15 +94,14 @@ def reduced_cost_cells(
         # a model whose cells overflowed the cap came back complete for a smaller room;
         # so are the cells kept from the models before it
         room = min(room, float(sigma[m] - threshold))
-        columns += [(m, c) for c in cells]
-        costs += [float(pi[c].sum() + sigma[m] - len(c)) for c in cells]
-        if len(columns) > max_cells:  # together over the cap: keep the cheapest
+        kept = CellRows.concatenate([kept, cells], n)
+        costs = kept.sums(pi) + sigma[kept.model] - kept.length
+        if len(kept) > max_cells:  # together over the cap: keep the cheapest
             room = float(np.sort(costs)[max_cells]) - 1e-7
-        keep = [j for j, rc in enumerate(costs) if rc <= room + 1e-9]
-        if len(keep) < len(columns):
-            columns = [columns[j] for j in keep]
-            costs = [costs[j] for j in keep]
-    return columns, room
+        fits = costs <= room + 1e-9
+        if not fits.all():
+            kept = kept.take(np.nonzero(fits)[0])
+    return kept, room
 
 
 def reduced_cost_proof(
@@ -168,11 +174,7 @@ def reduced_cost_proof(
         # left, on the cells this target admits (a partition of strength >= target uses
         # only those)
         searched = False
-        fit = [
-            (int(m), c)
-            for m, c, rc in zip(table.model, table.inputs, table.rc)
-            if rc <= dual - target
-        ]
+        fit = list(table.cells.take(np.nonzero(table.rc <= dual - target)[0]))
         milp, milp_bound, _ = packing_program(fit, n, M, max(0.5, deadline - time.perf_counter()))
         better = stronger(milp)
         if milp_bound < target:

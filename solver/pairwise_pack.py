@@ -30,6 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
+from solver.pairwise_cells import CellRows
+
 EPS = 1e-9
 LAGRANGE_STEPS = 20  # subgradient steps per branch, at most
 
@@ -54,60 +56,43 @@ class PackingSearch:
     seconds: float
 
 
-def cell_masks(cells: list[np.ndarray], n: int) -> np.ndarray:
+def cell_masks(cells: list[np.ndarray] | CellRows, n: int) -> np.ndarray:
     """Cells as rows of 64-bit words, input v at bit v % 64 of word v // 64."""
-    words = (n + 63) // 64
-    masks = np.zeros((len(cells), words), dtype=np.uint64)
-    for j, cell in enumerate(cells):
-        cell = np.asarray(cell, dtype=np.int64)
-        np.bitwise_or.at(
-            masks[j], cell // 64, np.left_shift(np.uint64(1), (cell % 64).astype(np.uint64))
-        )
+    if not isinstance(cells, CellRows):
+        cells = CellRows.from_list([(0, c) for c in cells])
+    masks = np.zeros((len(cells), max(1, (n + 63) // 64)), dtype=np.uint64)
+    j, at = np.nonzero(np.arange(cells.rows.shape[1])[None, :] < cells.length[:, None])
+    v = cells.rows[j, at].astype(np.int64)
+    np.bitwise_or.at(masks, (j, v // 64), np.left_shift(np.uint64(1), (v % 64).astype(np.uint64)))
     return masks
 
 
 @dataclass
 class CellTable:
     """The cells of a packing search, prepared once for every target: sorted by reduced
-    cost (cheapest first), as bit masks and as padded input lists."""
+    cost (cheapest first), as rows of inputs and as bit masks."""
 
-    model: np.ndarray  # [C] model of each cell
-    inputs: list[np.ndarray]  # each cell's inputs
+    cells: CellRows
     masks: np.ndarray  # [C, words] uint64
-    cell_idx: np.ndarray  # [C, widest] inputs, padded
-    cell_len: np.ndarray  # [C]
     rc: np.ndarray  # [C] reduced cost π(S) + σ_m − |S|, clipped at 0
     pi: np.ndarray
     sigma: np.ndarray
 
-    @property
-    def size(self) -> np.ndarray:
-        return self.cell_len
-
 
 def prepare_cells(
-    cells: list[tuple[int, np.ndarray]], pi: np.ndarray, sigma: np.ndarray
+    cells: list[tuple[int, np.ndarray]] | CellRows, pi: np.ndarray, sigma: np.ndarray
 ) -> CellTable:
     """``cells`` (model, inputs) under multipliers ``pi``, ``sigma`` (clipped at 0), for
     ``pack_by_search``."""
     pi = np.maximum(np.asarray(pi, dtype=float), 0.0)
     sigma = np.maximum(np.asarray(sigma, dtype=float), 0.0)
-    n = len(pi)
-    model = np.array([m for m, _ in cells], dtype=np.int64)
-    inputs = [np.asarray(c, dtype=np.int64) for _, c in cells]
-    cell_len = np.array([len(c) for c in inputs], dtype=np.int32)
-    rc = np.array([pi[c].sum() + sigma[m] - len(c) for m, c in zip(model, inputs)], dtype=float)
-    rc = np.maximum(rc, 0.0)
+    if not isinstance(cells, CellRows):
+        cells = CellRows.from_list(cells)
+    rc = np.maximum(cells.sums(pi) + sigma[cells.model] - cells.length, 0.0)
     # cheapest first: the first leaves reached are the strongest partitions
     order = np.argsort(rc, kind="stable")
-    model, rc, cell_len = model[order], rc[order], cell_len[order]
-    inputs = [inputs[j] for j in order]
-    # narrow input indices: the branch kernels stream these rows, and memory speed bounds them
-    kind = np.int16 if n < 2**15 else np.int32
-    cell_idx = np.zeros((len(inputs), max(1, int(cell_len.max()) if len(inputs) else 1)), kind)
-    for j, c in enumerate(inputs):
-        cell_idx[j, : len(c)] = c
-    return CellTable(model, inputs, cell_masks(inputs, n), cell_idx, cell_len, rc, pi, sigma)
+    cells = cells.take(order)
+    return CellTable(cells, cell_masks(cells, len(pi)), rc[order], pi, sigma)
 
 
 def pack_by_search(
@@ -132,8 +117,8 @@ def pack_by_search(
     pi, sigma = table.pi, table.sigma
     n, M = len(pi), len(sigma)
     dual = float(pi.sum() + sigma.sum())
-    model, masks, rc, size = table.model, table.masks, table.rc, table.size
-    cell_idx, cell_len, inputs = table.cell_idx, table.cell_len, table.inputs
+    masks, rc = table.masks, table.rc
+    model, cell_idx, cell_len = table.cells.model, table.cells.rows, table.cells.length
     priced = pi > EPS
     state = {"budget": dual - target, "best": None, "nodes": 0}
 
@@ -151,11 +136,11 @@ def pack_by_search(
         )
 
     def leaf(chosen: list[int]) -> None:
-        strength = int(size[chosen].sum()) if chosen else 0
+        strength = int(cell_len[chosen].sum()) if chosen else 0
         if strength >= dual - state["budget"] - 1e-6:
             a = -np.ones(n, dtype=np.int64)
             for j in chosen:
-                a[inputs[j]] = model[j]
+                a[table.cells.cell(j)] = model[j]
             state["best"] = a
             state["budget"] = dual - (strength + 1)
             if enough is not None and strength >= enough:
@@ -198,7 +183,7 @@ def pack_by_search(
         state["nodes"] += 1
         if state["nodes"] % 256 == 1 and time.perf_counter() > deadline:
             raise _OutOfTime
-        counts, largest = _coverage(cand, cell_idx, cell_len, model, size, n, M)
+        counts, largest = _coverage(cand, cell_idx, cell_len, model, n, M)
         coverable = counts > 0
         forced = open_ & ~coverable  # no remaining cell covers them: they pay π
         cost += float(pi[forced].sum())
@@ -216,9 +201,11 @@ def pack_by_search(
         if cost + must > state["budget"] + EPS:
             return
         # a cell whose forcing lifts the bound past the budget is in no completion
-        cand = cand[cost + must + forcing <= state["budget"] + EPS]
+        fits = cost + must + forcing <= state["budget"] + EPS
+        if not fits.all():
+            cand = cand[fits]
+            counts, _ = _coverage(cand, cell_idx, cell_len, model, n, M)
         if open_.any():
-            counts, _ = _coverage(cand, cell_idx, cell_len, model, size, n, M)
             where = np.nonzero(open_)[0]
             v = int(where[np.lexsort((-pi[where], counts[where]))[0]])
             bit = (masks[cand, v >> 6] >> np.uint64(v & 63)) & np.uint64(1)
@@ -253,8 +240,8 @@ def pack_by_search(
         still = free.copy()
         still[model[j]] = False
         left = open_.copy()
-        left[inputs[j]] = False
-        visit(nxt, left, still, cost + rc[j], chosen + [j], strength + int(size[j]), alpha)
+        left[cell_idx[j, : cell_len[j]]] = False
+        visit(nxt, left, still, cost + rc[j], chosen + [j], strength + int(cell_len[j]), alpha)
         return True
 
     finished = True
@@ -303,15 +290,15 @@ def _compatible(cand, masks, model, rc, room, chosen, dropped):
 
 
 @njit(cache=True)
-def _coverage(cand, cell_idx, cell_len, model, size, n, n_models):
+def _coverage(cand, cell_idx, cell_len, model, n, n_models):
     """How many cells of ``cand`` cover each input, and each model's largest cell there."""
     counts = np.zeros(n, dtype=np.int64)
     largest = np.zeros(n_models, dtype=np.int64)
     for c in cand:
         for t in range(cell_len[c]):
             counts[cell_idx[c, t]] += 1
-        if size[c] > largest[model[c]]:
-            largest[model[c]] = size[c]
+        if cell_len[c] > largest[model[c]]:
+            largest[model[c]] = cell_len[c]
     return counts, largest
 
 

@@ -91,7 +91,7 @@ def test_a_capped_enumeration_is_complete_above_its_raised_threshold(
     truth = {
         int(m) for m in np.nonzero(feasible & (bits @ weights >= raised - 1e-9) & (size >= 2))[0]
     }
-    assert {int(sum(1 << int(v) for v in c)) for c in cells} == truth
+    assert {int(sum(1 << int(v) for v in c)) for _, c in cells} == truth
 
 
 @pytest.mark.integration
