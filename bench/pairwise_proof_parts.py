@@ -5,7 +5,7 @@ depth-first search with and without subgradient steps, and the set-packing MILP)
 top-down proof that solve(method="auto") runs on them.
 
     OMP_WAIT_POLICY=PASSIVE python bench/pairwise_proof_parts.py [--floor 0.95]
-        [--colgen-time 900] [--part-time 300]
+        [--colgen-time 900] [--part-time 300] [--no-milp]
 
 Section 3 of bench/RESULTS.md quotes it; `bench/pairwise_exact_small.py` runs the same parts
 inside `solve(method="auto")` under one time limit per floor.
@@ -42,6 +42,9 @@ def main() -> None:
     ap.add_argument("--colgen-time", type=float, default=900.0)
     ap.add_argument("--part-time", type=float, default=300.0, help="seconds per later part")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--no-milp", action="store_true", help="skip the set-packing MILP (minutes to build)"
+    )
     args = ap.parse_args()
     w, floor = load(small=True), args.floor
     M, n = w.shape[0], w.shape[1]
@@ -122,13 +125,16 @@ def main() -> None:
             f"packing search, {steps} subgradient steps: {r.nodes:,} branches, "
             f"{r.seconds:.1f}s, {verdict}"
         )
-    t = time.perf_counter()
-    _, milp_bound, milp_done = packing_program(cells, n, M, args.part_time)
-    print(
-        f"set-packing MILP: bound {milp_bound:g}, "
-        f"{'finished' if milp_done else 'stopped at its time limit'}, "
-        f"{time.perf_counter() - t:.1f}s"
-    )
+    if args.no_milp:
+        print("set-packing MILP: skipped (--no-milp)")
+    else:
+        t = time.perf_counter()
+        _, milp_bound, milp_done = packing_program(cells, n, M, args.part_time)
+        print(
+            f"set-packing MILP: bound {milp_bound:g}, "
+            f"{'finished' if milp_done else 'stopped at its time limit'}, "
+            f"{time.perf_counter() - t:.1f}s"
+        )
     top_down(w, floor, pi, sigma, incumbent, largest, args.part_time)
     main_run = results[LAGRANGE_STEPS]
     print(

@@ -19,7 +19,8 @@ that room stay unproven.
 
 The cells come from the reverse search of solver.pairwise_cells. The packing is a depth-first
 search on the reduced costs (solver.pairwise_pack), with the set-packing MILP for the time it
-leaves when it does not finish.
+leaves when it does not finish, where its target admits few enough cells for the MILP to be of
+use (``PACK_MILP_MAX_CELLS``); past that the target stays unproven.
 """
 
 from __future__ import annotations
@@ -35,6 +36,11 @@ from solver.pairwise_pack import pack_by_search, prepare_cells
 from solver.verify import is_feasible
 
 PACK_SEARCH_SHARE = 0.7  # of the time the enumeration left, for the packing search
+# the most cells the set-packing MILP is handed after a packing search that did not finish:
+# on more it proves nothing in its time (bench/RESULTS.md, section 3: none below the trivial
+# bound on 188,082 cells in 300 s) and HiGHS overruns the time limit in its first LP
+# (2.67 million cells at λ = 0.925 ran past a 1800 s limit)
+PACK_MILP_MAX_CELLS = 100_000
 
 
 @dataclass
@@ -174,7 +180,10 @@ def reduced_cost_proof(
         # left, on the cells this target admits (a partition of strength >= target uses
         # only those)
         searched = False
-        fit = list(table.cells.take(np.nonzero(table.rc <= dual - target)[0]))
+        admitted = np.nonzero(table.rc <= dual - target)[0]
+        if len(admitted) > PACK_MILP_MAX_CELLS:
+            break  # target unproven: the bound stays at the last target refuted
+        fit = list(table.cells.take(admitted))
         milp, milp_bound, _ = packing_program(fit, n, M, max(0.5, deadline - time.perf_counter()))
         better = stronger(milp)
         if milp_bound < target:

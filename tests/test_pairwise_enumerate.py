@@ -212,6 +212,30 @@ def test_proof_falls_back_to_the_packing_program_when_the_search_has_no_time(cas
     assert held.proven and held.bound == opt and held.assignment is None
 
 
+@pytest.mark.integration
+@pytest.mark.parametrize("case", CASES[:4], ids=_ids)
+def test_proof_without_search_time_or_milp_room_claims_nothing_it_did_not_refute(case, monkeypatch):
+    """Where the search has no time and its target admits more cells than the MILP is
+    handed, the target stays unproven: the bound must stay above the optimum, and the
+    proof must not say proven unless its incumbent already meets the dual bound."""
+    import solver.pairwise_enumerate as enumerate_module
+
+    monkeypatch.setattr(enumerate_module, "PACK_SEARCH_SHARE", 0.0)
+    monkeypatch.setattr(enumerate_module, "PACK_MILP_MAX_CELLS", 0)
+    w, opt, _ = _optimum(case)
+    floor = case[-1]
+    r = _colgen(case)
+    _, largest = size_bound(w, floor)
+    proof = reduced_cost_proof(
+        w, floor, r.multipliers, r.pricing_bounds, opt - 1, largest, time_limit=60.0
+    )
+    assert not proof.pack_finished and proof.assignment is None
+    assert proof.bound >= opt - 1e-9 and not proof.proven
+    assert proof.bound == np.floor(
+        np.maximum(r.multipliers, 0).sum() + np.maximum(r.pricing_bounds, 0).sum() + 1e-9
+    )
+
+
 def _reference_walk(delta_m, floor, weights, threshold, max_size):
     """The reverse search written plainly in NumPy (the walk before it was compiled): every
     cell of 2..max_size inputs within the floor's budget and of weight >= threshold."""
