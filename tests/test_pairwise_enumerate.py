@@ -190,14 +190,14 @@ def test_proof_of_the_optimum_holds(case):
     assert proof.proven and proof.bound == opt and proof.assignment is None
 
 
-@pytest.mark.integration
-@pytest.mark.parametrize("case", CASES[:4], ids=_ids)
-def test_proof_falls_back_to_the_packing_program_when_the_search_has_no_time(case, monkeypatch):
-    """With no time for the packing search (it stops at its first branch), the set-packing
-    MILP must still prove the optimum and find it from one below."""
+def _proof_with_no_search_time(case, monkeypatch, milp_cells=None):
+    """The proof from one below the optimum, its packing search stopped at its first branch
+    (and, with ``milp_cells``, the MILP handed at most that many cells)."""
     import solver.pairwise_enumerate as enumerate_module
 
     monkeypatch.setattr(enumerate_module, "PACK_SEARCH_SHARE", 0.0)
+    if milp_cells is not None:
+        monkeypatch.setattr(enumerate_module, "PACK_MILP_MAX_CELLS", milp_cells)
     w, opt, _ = _optimum(case)
     floor = case[-1]
     r = _colgen(case)
@@ -205,6 +205,15 @@ def test_proof_falls_back_to_the_packing_program_when_the_search_has_no_time(cas
     proof = reduced_cost_proof(
         w, floor, r.multipliers, r.pricing_bounds, opt - 1, largest, time_limit=60.0
     )
+    return w, opt, floor, r, largest, proof
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("case", CASES[:4], ids=_ids)
+def test_proof_falls_back_to_the_packing_program_when_the_search_has_no_time(case, monkeypatch):
+    """With no time for the packing search (it stops at its first branch), the set-packing
+    MILP must still prove the optimum and find it from one below."""
+    w, opt, floor, r, largest, proof = _proof_with_no_search_time(case, monkeypatch)
     assert not proof.pack_finished
     assert proof.proven and proof.bound >= opt - 1e-9
     assert proof.assignment is not None and (proof.assignment >= 0).sum() == opt
@@ -218,17 +227,7 @@ def test_proof_without_search_time_or_milp_room_claims_nothing_it_did_not_refute
     """Where the search has no time and its target admits more cells than the MILP is
     handed, the target stays unproven: the bound must stay above the optimum, and the
     proof must not say proven unless its incumbent already meets the dual bound."""
-    import solver.pairwise_enumerate as enumerate_module
-
-    monkeypatch.setattr(enumerate_module, "PACK_SEARCH_SHARE", 0.0)
-    monkeypatch.setattr(enumerate_module, "PACK_MILP_MAX_CELLS", 0)
-    w, opt, _ = _optimum(case)
-    floor = case[-1]
-    r = _colgen(case)
-    _, largest = size_bound(w, floor)
-    proof = reduced_cost_proof(
-        w, floor, r.multipliers, r.pricing_bounds, opt - 1, largest, time_limit=60.0
-    )
+    _, opt, _, r, _, proof = _proof_with_no_search_time(case, monkeypatch, milp_cells=0)
     assert not proof.pack_finished and proof.assignment is None
     assert proof.bound >= opt - 1e-9 and not proof.proven
     assert proof.bound == np.floor(
