@@ -172,8 +172,16 @@ def solve_pairwise_auto(
                 if proof.finished:
                     if proof.pack_finished:
                         packer = f"packed by search ({proof.pack_nodes:,} branches)"
+                    elif proof.milp:
+                        packer = (
+                            f"the search stopped at its share of the time "
+                            f"({proof.pack_nodes:,} branches), the MILP took the rest"
+                        )
                     elif proof.pack_nodes:
-                        packer = "packed by the MILP after the search's share of the time"
+                        packer = (
+                            f"the search stopped at its share of the time "
+                            f"({proof.pack_nodes:,} branches; too many cells for the MILP)"
+                        )
                     else:
                         packer = "none to pack (the multipliers' bound alone)"
                     verdict = "proven" if proof.proven else "not closed"

@@ -51,7 +51,8 @@ class EnumerationProof:
     ``pack_nodes``: branches of the packing searches; ``pack_finished``: whether each ran to
     its end (otherwise the set-packing MILP finished the job with the time left); ``room``:
     the reduced cost up to which every cell was enumerated (below D − (incumbent + 1) where
-    the cap lowered it)."""
+    the cap lowered it); ``milp``: whether the set-packing MILP took a target the search left
+    unfinished (it does not where the target admits more than ``PACK_MILP_MAX_CELLS``)."""
 
     bound: float
     proven: bool
@@ -62,6 +63,7 @@ class EnumerationProof:
     pack_nodes: int = 0
     pack_finished: bool = False
     room: float = 0.0
+    milp: bool = False
 
 
 def reduced_cost_cells(
@@ -145,7 +147,7 @@ def reduced_cost_proof(
         return EnumerationProof(dual, False, None, 0, False, time.perf_counter() - t0)
     columns, room = enumerated
     table = prepare_cells(columns, pi, sigma)  # once, for every target
-    bound, better, nodes, searched = float(top), None, 0, True
+    bound, better, nodes, searched, milp_ran = float(top), None, 0, True, False
 
     def stronger(packing: np.ndarray | None) -> np.ndarray | None:
         if packing is None or (better is not None and (better >= 0).sum() >= (packing >= 0).sum()):
@@ -184,6 +186,7 @@ def reduced_cost_proof(
         if len(admitted) > PACK_MILP_MAX_CELLS:
             break  # target unproven: the bound stays at the last target refuted
         fit = list(table.cells.take(admitted))
+        milp_ran = True
         milp, milp_bound, _ = packing_program(fit, n, M, max(0.5, deadline - time.perf_counter()))
         better = stronger(milp)
         if milp_bound < target:
@@ -206,4 +209,5 @@ def reduced_cost_proof(
         nodes,
         searched,
         room,
+        milp_ran,
     )

@@ -214,7 +214,7 @@ def test_proof_falls_back_to_the_packing_program_when_the_search_has_no_time(cas
     """With no time for the packing search (it stops at its first branch), the set-packing
     MILP must still prove the optimum and find it from one below."""
     w, opt, floor, r, largest, proof = _proof_with_no_search_time(case, monkeypatch)
-    assert not proof.pack_finished
+    assert not proof.pack_finished and proof.milp
     assert proof.proven and proof.bound >= opt - 1e-9
     assert proof.assignment is not None and (proof.assignment >= 0).sum() == opt
     held = reduced_cost_proof(w, floor, r.multipliers, r.pricing_bounds, opt, largest, 60.0)
@@ -228,7 +228,7 @@ def test_proof_without_search_time_or_milp_room_claims_nothing_it_did_not_refute
     handed, the target stays unproven: the bound must stay above the optimum, and the
     proof must not say proven unless its incumbent already meets the dual bound."""
     _, opt, _, r, _, proof = _proof_with_no_search_time(case, monkeypatch, milp_cells=0)
-    assert not proof.pack_finished and proof.assignment is None
+    assert not proof.pack_finished and not proof.milp and proof.assignment is None
     assert proof.bound >= opt - 1e-9 and not proof.proven
     assert proof.bound == np.floor(
         np.maximum(r.multipliers, 0).sum() + np.maximum(r.pricing_bounds, 0).sum() + 1e-9
