@@ -38,8 +38,8 @@ from solver.verify import is_feasible
 PACK_SEARCH_SHARE = 0.7  # of the time the enumeration left, for the packing search
 # the most cells the set-packing MILP is handed after a packing search that did not finish:
 # on more it proves nothing in its time (bench/RESULTS.md, section 3: none below the trivial
-# bound on 188,082 cells in 300 s) and HiGHS overruns the time limit in its first LP
-# (2.67 million cells at λ = 0.925 ran past a 1800 s limit)
+# bound on 188,082 cells in 300 s), and on millions of cells (λ = 0.925) HiGHS ran on past
+# the 1800 s limit of the whole solve
 PACK_MILP_MAX_CELLS = 100_000
 
 
