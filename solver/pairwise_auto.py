@@ -19,6 +19,7 @@ from solver.pairwise_bounds import (
     size_bound,
     size_structure,
 )
+from solver.pairwise_cells import ENUM_MAX_CELLS
 from solver.pairwise_colgen import COLGEN_MAX_INPUTS, column_generation
 from solver.pairwise_enumerate import reduced_cost_proof
 from solver.pairwise_exact import solve_pairwise_exact
@@ -189,6 +190,11 @@ def solve_pairwise_auto(
                         f"{proof.cells:,} cells of reduced cost <= {proof.room:.2f}, {packer}, "
                         f"{verdict}"
                     )
+                    if proof.room < 0:  # degenerate multipliers (the LP covers every input)
+                        state = (
+                            f"more than {ENUM_MAX_CELLS:,} cells tie at the least reduced cost, "
+                            "so none was kept; not closed"
+                        )
                     if not proof.pack_finished:
                         capped.append("packing search")
                 else:

@@ -235,6 +235,22 @@ def test_proof_without_search_time_or_milp_room_claims_nothing_it_did_not_refute
     )
 
 
+@pytest.mark.unit
+def test_degenerate_multipliers_past_the_cap_keep_no_cell_and_prove_nothing():
+    """π = 1, σ = 0 (an LP that covers every input) gives every cell reduced cost 0: where
+    more than the cap tie there, the room falls below 0, no cell is kept, and the proof
+    must claim nothing beyond the dual bound n."""
+    n, M = 10, 2
+    w = np.ones((M, n, n))
+    for m in range(M):
+        np.fill_diagonal(w[m], 0.0)
+    proof = reduced_cost_proof(
+        w, 1.0, np.ones(n), np.zeros(M), 0, np.full(M, n), 60.0, max_cells=50
+    )
+    assert proof.room < 0 and proof.cells == 0
+    assert proof.bound == n and not proof.proven and proof.assignment is None
+
+
 def _reference_walk(delta_m, floor, weights, threshold, max_size):
     """The reverse search written plainly in NumPy (the walk before it was compiled): every
     cell of 2..max_size inputs within the floor's budget and of weight >= threshold."""
