@@ -100,6 +100,24 @@ def test_masks_hold_each_input_at_its_bit():
 
 
 @pytest.mark.unit
+def test_cell_rows_keep_every_cell_past_the_16_bit_index_range():
+    # past 2**15 inputs the rows widen to int32; concatenating pads the narrower part
+    from solver.pairwise_cells import CellRows
+
+    n = 40_000
+    wide = CellRows.from_list([(1, np.array([39_999, 5])), (0, np.array([32_768]))])
+    short = CellRows.from_list([(2, np.array([7, 3, 9]))])
+    both = CellRows.concatenate([wide, short], n)
+    assert wide.rows.dtype == np.int32 and both.rows.dtype == np.int32
+    assert [(m, c.tolist()) for m, c in both] == [(1, [5, 39_999]), (0, [32_768]), (2, [3, 7, 9])]
+    values = np.arange(n, dtype=float)
+    assert both.sums(values).tolist() == [40_004.0, 32_768.0, 19.0]
+    masks = cell_masks(both, n)
+    assert masks[0, 39_999 // 64] == np.uint64(1) << np.uint64(39_999 % 64)
+    assert int(sum(bin(int(x)).count("1") for x in masks.ravel())) == 6
+
+
+@pytest.mark.unit
 def test_cells_prepared_once_give_the_same_search_as_the_list():
     # the reduced-cost proof prepares its cells once for every target
     cells, pi, sigma = _instance(5, 20, 4, per_model=25)
