@@ -114,7 +114,7 @@ def main() -> None:
 
     results = {}
     for steps in (LAGRANGE_STEPS, 0):
-        r = pack_by_search(cells, pi, sigma, target, time.perf_counter() + args.part_time, steps)
+        r = pack_by_search(table, pi, sigma, target, time.perf_counter() + args.part_time, steps)
         results[steps] = r
         verdict = (
             "not finished"

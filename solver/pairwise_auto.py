@@ -186,14 +186,15 @@ def solve_pairwise_auto(
                     else:
                         packer = "none to pack (the multipliers' bound alone)"
                     verdict = "proven" if proof.proven else "not closed"
-                    state = (
-                        f"{proof.cells:,} cells of reduced cost <= {proof.room:.2f}, {packer}, "
-                        f"{verdict}"
-                    )
                     if proof.room < 0:  # degenerate multipliers (the LP covers every input)
                         state = (
                             f"more than {ENUM_MAX_CELLS:,} cells tie at the least reduced cost, "
                             "so none was kept; not closed"
+                        )
+                    else:
+                        state = (
+                            f"{proof.cells:,} cells of reduced cost <= {proof.room:.2f}, "
+                            f"{packer}, {verdict}"
                         )
                     if not proof.pack_finished:
                         capped.append("packing search")

@@ -160,7 +160,8 @@ def heaviest_cells(
     if walk is None:
         return None
     rows, threshold = walk
-    return CellRows(np.full(len(rows), model, dtype=np.int64), rows.rows, rows.length), threshold
+    rows.model.fill(model)
+    return rows, threshold
 
 
 # nodes the compiled walk expands between two looks at the clock

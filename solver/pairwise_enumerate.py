@@ -82,7 +82,7 @@ def reduced_cost_cells(
     complete for). None when the deadline stopped the enumeration."""
     weights = 1.0 - pi
     n = len(pi)
-    kept = CellRows.concatenate([], n)
+    kept, costs = CellRows.concatenate([], n), np.zeros(0)
     for m in range(w.shape[0]):
         delta = 1.0 - w[m]
         np.fill_diagonal(delta, 0.0)
@@ -103,12 +103,12 @@ def reduced_cost_cells(
         # so are the cells kept from the models before it
         room = min(room, float(sigma[m] - threshold))
         kept = CellRows.concatenate([kept, cells], n)
-        costs = kept.sums(pi) + sigma[kept.model] - kept.length
+        costs = np.concatenate([costs, cells.sums(pi) + sigma[m] - cells.length])
         if len(kept) > max_cells:  # together over the cap: keep the cheapest
             room = float(np.sort(costs)[max_cells]) - 1e-7
         fits = costs <= room + 1e-9
         if not fits.all():
-            kept = kept.take(np.nonzero(fits)[0])
+            kept, costs = kept.take(np.nonzero(fits)[0]), costs[fits]
     return kept, room
 
 
