@@ -20,6 +20,7 @@ from solver.pairwise_bounds import (
     size_structure,
 )
 from solver.pairwise_cells import ENUM_MAX_CELLS
+from solver.pairwise_cliques import clique_caps
 from solver.pairwise_colgen import COLGEN_MAX_INPUTS, column_generation
 from solver.pairwise_enumerate import reduced_cost_proof
 from solver.pairwise_exact import solve_pairwise_exact
@@ -38,12 +39,32 @@ COLGEN_SHARE = 0.6  # of what is left after the search, on small instances
 SDP_SHARE_SMALL = 0.15  # of what the search left, on instances for the exact program
 SDP_SHARE = 0.7  # of what the search left, on larger ones (the rest: the bound LP)
 SDP_MIN_SECONDS = 3.0
+CLIQUE_SHARE = 0.5  # of what the search left, at floor 1, for the per-model clique caps
 ENUM_SHARE = 0.7  # of what column generation left, for the enumeration proof
 REFINE_MIN_SECONDS = 5.0  # a bound LP given less than this would not beat the first one
 
 
 def _strength(assignment: np.ndarray) -> int:
     return int((assignment >= 0).sum())
+
+
+def _floor_one_caps(w: np.ndarray, time_limit: float, seed: int):
+    """Clique caps (solver.pairwise_cliques) from the search's largest cell of each model
+    alone: a large clique at hand lets the exact search prune from its first branch."""
+    t0 = time.perf_counter()
+    M, n = w.shape[0], w.shape[1]
+    known = []
+    for m in range(M):
+        alone = search_pairwise(
+            w[m : m + 1],
+            1.0,
+            "per-model",
+            time_limit=max(0.05, 0.2 * time_limit / M),
+            seed=seed,
+            max_moves=default_moves(n, 1),
+        )
+        known.append(np.nonzero(alone.assignment == 0)[0])
+    return clique_caps(w, known, time_limit - (time.perf_counter() - t0))
 
 
 def solve_pairwise_auto(
@@ -107,7 +128,22 @@ def solve_pairwise_auto(
     # each cell to meet the floor on its own: per-model floors, or any scope at floor 1.
     priced = scope == "per-model" or floor >= 1.0 - TOL
     size_caps = None
-    if priced and n <= SDP_MAX_INPUTS and _strength(best) < floor_bound(bound):
+    exact_caps = False  # every model's cap is its largest cell: the SDP cannot lower them
+    if priced and floor >= 1.0 - TOL and _strength(best) < floor_bound(bound) and left() > 1.0:
+        # at floor 1 every cell is a clique: each model's maximum clique caps its cells
+        caps = _floor_one_caps(w, CLIQUE_SHARE * left(), seed)
+        size_caps = caps.caps
+        exact_caps = bool(caps.proven.all())
+        notes.append(
+            f"clique caps {list(map(int, caps.caps))} ({int(caps.proven.sum())} of {M} "
+            f"exact, {caps.seconds:.1f}s)"
+        )
+        if min(n, int(caps.caps.sum())) < bound:
+            bound = float(min(n, int(caps.caps.sum())))
+            how = f"sum of per-model maximum-clique caps = {int(caps.caps.sum())}"
+        if not caps.proven.all():
+            capped.append("clique caps")
+    if priced and n <= SDP_MAX_INPUTS and not exact_caps and _strength(best) < floor_bound(bound):
         # per-model cell-size caps from the SDP: the bound itself for one model, and
         # smaller size tables for column generation, the exact program and the bound LP
         share = (SDP_SHARE_SMALL if small else SDP_SHARE) * max(left(), 0.0)
@@ -117,8 +153,9 @@ def solve_pairwise_auto(
             share = max(share, min(SDP_MIN_SECONDS, 0.5 * max(left(), 0.0)))
         if share > 0.5:
             known = np.array([(best == m).sum() for m in range(M)])
-            caps = sdp_model_caps(w, floor, known, share)
-            size_caps = caps.caps
+            sizes = None if size_caps is None else size_structure(w, floor, caps=size_caps)[0]
+            caps = sdp_model_caps(w, floor, known, share, sizes=sizes)
+            size_caps = caps.caps if size_caps is None else np.minimum(size_caps, caps.caps)
             proven = sum(len(t) for t in caps.tests)
             notes.append(
                 f"SDP size caps {list(map(int, caps.caps))} (size tests "

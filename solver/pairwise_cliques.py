@@ -1,0 +1,235 @@
+"""Per-model cell-size caps at floor 1 from exact maximum cliques.
+
+At floor λ = 1 a cell's total deficit (δ = 1 − w) may not exceed TOL·C(k, 2) (the verifier's
+tolerance), so every pair of a cell has δ at most that for the largest cell, n inputs:
+every cell of model m is a clique of the graph G_m = {i ~ j : δ_ij <= TOL·C(n, 2)}, and no
+cell of m is larger than ω(G_m). The caps enter the size tables of the bound LP, where the
+dense models' fractional points otherwise sit far above any real cell (bench/RESULTS.md,
+section 2).
+
+ω(G_m) comes from a branch and bound over bit sets (after Tomita's MCQ and San Segundo's
+BBMC): the candidates of each branch are coloured greedily in degree order, the number of
+colours bounds the clique they can add, and the branch holding the largest colours is
+taken first. The search is resumable in chunks, so a deadline stops it between chunks; a
+search stopped early still proves the largest bound among its open branches (each open
+branch's clique plus its colour count), which is a valid cap, only a weaker one.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit
+
+from solver.pairwise_bounds import _prepare, deficit_budget
+
+_CHUNK_NODES = 200_000  # branches per compiled call: the deadline is checked between calls
+RESERVE_SHARE = 0.05  # of clique_caps' time, kept for each model still to search
+
+
+@dataclass(frozen=True)
+class CliqueResult:
+    """The largest clique found (input indices), and a proven cap on every clique's size:
+    ``upper == len(clique)`` when ``proven``."""
+
+    clique: np.ndarray
+    upper: int
+    proven: bool
+    nodes: int
+
+
+@dataclass(frozen=True)
+class CliqueCaps:
+    """Per-model caps on a floor-1 cell's size, whether each is exact, and the seconds taken."""
+
+    caps: np.ndarray
+    proven: np.ndarray
+    seconds: float
+
+
+def _bitsets(adj: np.ndarray) -> np.ndarray:
+    """Rows of a bool [r, n] matrix as uint64 words: bit j % 64 of word j // 64 is column j."""
+    rows, n = adj.shape
+    words = (n + 63) // 64
+    padded = np.zeros((rows, words * 64), dtype=bool)
+    padded[:, :n] = adj
+    bits = np.packbits(padded.reshape(rows, words, 64), axis=2, bitorder="little")
+    return np.ascontiguousarray(bits).view("<u8").reshape(rows, words).astype(np.uint64)
+
+
+@njit(cache=True)
+def _lowest_bit(x):
+    j = 0
+    while (x & np.uint64(1)) == 0:
+        x >>= np.uint64(1)
+        j += 1
+    return j
+
+
+@njit(cache=True)
+def _colour(cand, adj, order, bound):
+    """Greedy colouring of the bit set ``cand``, lowest vertex first: ``order`` receives the
+    vertices class by class, ``bound[t]`` the number of classes up to ``order[t]``'s."""
+    words = cand.shape[0]
+    left = cand.copy()
+    room = np.empty(words, dtype=np.uint64)
+    k = 0
+    colours = 0
+    while True:
+        empty = True
+        for i in range(words):
+            if left[i]:
+                empty = False
+                break
+        if empty:
+            return k
+        colours += 1
+        for i in range(words):
+            room[i] = left[i]
+        for i in range(words):
+            while room[i]:
+                j = _lowest_bit(room[i])
+                v = i * 64 + j
+                bit = np.uint64(1) << np.uint64(j)
+                room[i] &= ~bit
+                left[i] &= ~bit
+                for t in range(words):
+                    room[t] &= ~adj[v, t]  # a class holds no two neighbours
+                order[k] = v
+                bound[k] = colours
+                k += 1
+
+
+@njit(cache=True)
+def _search_chunk(adj, cands, orders, bounds, pos, size, clique, best, state, max_nodes):
+    """Run the branch and bound from its saved state for at most ``max_nodes`` branches.
+    ``state`` = [depth, size of best, nodes]; ``best`` holds the best clique. Returns True
+    when the search is complete."""
+    words = adj.shape[1]
+    depth = state[0]
+    nodes = 0
+    while depth >= 0:
+        if nodes >= max_nodes:
+            state[0] = depth
+            state[2] += nodes
+            return False
+        i = pos[depth]
+        if i < 0 or depth + bounds[depth, i] <= state[1]:
+            depth -= 1  # this level's remaining branches cannot beat the best
+            continue
+        v = orders[depth, i]
+        pos[depth] = i - 1
+        cands[depth, v >> 6] &= ~(np.uint64(1) << np.uint64(v & 63))
+        clique[depth] = v
+        nodes += 1
+        nonempty = False
+        for t in range(words):
+            cands[depth + 1, t] = cands[depth, t] & adj[v, t]
+            if cands[depth + 1, t]:
+                nonempty = True
+        if not nonempty:
+            if depth + 1 > state[1]:
+                state[1] = depth + 1
+                best[: depth + 1] = clique[: depth + 1]
+            continue
+        depth += 1
+        size[depth] = _colour(cands[depth], adj, orders[depth], bounds[depth])
+        pos[depth] = size[depth] - 1
+    state[0] = -1
+    state[2] += nodes
+    return True
+
+
+def max_clique(adj: np.ndarray, deadline: float, known: np.ndarray | None = None) -> CliqueResult:
+    """A maximum clique of the graph ``adj`` (bool [n, n], symmetric; the diagonal is
+    ignored), searched until ``deadline`` (``time.perf_counter()`` seconds). ``known``: a
+    clique already at hand; the search then only looks for larger ones (it prunes more)."""
+    adj = np.asarray(adj, dtype=bool)
+    n = adj.shape[0]
+    if adj.shape != (n, n) or not np.array_equal(adj, adj.T):
+        raise ValueError("adj must be a symmetric bool [n, n] matrix")
+    known = np.zeros(0, dtype=np.int64) if known is None else np.asarray(known, dtype=np.int64)
+    sub = adj[np.ix_(known, known)] | np.eye(len(known), dtype=bool)
+    if len(known) and not sub.all():
+        raise ValueError("known is not a clique of adj")
+    if n == 0:
+        return CliqueResult(np.zeros(0, dtype=np.int64), 0, True, 0)
+    adj = adj.copy()
+    np.fill_diagonal(adj, False)
+    # vertices by falling degree: the colouring then packs the dense core into few classes
+    relabel = np.argsort(-adj.sum(axis=1), kind="stable")
+    bits = _bitsets(adj[np.ix_(relabel, relabel)])
+    words = bits.shape[1]
+    cands = np.zeros((n + 1, words), dtype=np.uint64)
+    cands[0] = _bitsets(np.ones((1, n), dtype=bool))[0]
+    orders = np.zeros((n + 1, n), dtype=np.int32)
+    bounds = np.zeros((n + 1, n), dtype=np.int32)
+    pos = np.zeros(n + 1, dtype=np.int64)
+    size = np.zeros(n + 1, dtype=np.int64)
+    clique = np.zeros(n + 1, dtype=np.int32)
+    best = np.zeros(n + 1, dtype=np.int32)
+    size[0] = _colour(cands[0], bits, orders[0], bounds[0])
+    pos[0] = size[0] - 1
+    state = np.array([0, max(len(known), 1), 0], dtype=np.int64)
+    found = False  # whether best holds a clique of the search's own
+    done = False
+    while not done and time.perf_counter() < deadline:
+        before = state[1]
+        done = _search_chunk(
+            bits, cands, orders, bounds, pos, size, clique, best, state, _CHUNK_NODES
+        )
+        found |= state[1] > before
+    if found:
+        result = np.sort(relabel[best[: state[1]]]).astype(np.int64)
+    elif len(known):
+        result = np.sort(known)
+    else:
+        result = np.zeros(1, dtype=np.int64)  # one vertex: the search's floor of 1
+    upper = len(result)
+    if not done:  # each open branch: its clique so far plus what its colours allow
+        for d in range(int(state[0]) + 1):
+            if pos[d] >= 0:
+                upper = max(upper, d + int(bounds[d, pos[d]]))
+    return CliqueResult(result, int(upper), bool(done), int(state[2]))
+
+
+def clique_caps(w: np.ndarray, known: list[np.ndarray] | None, time_limit: float) -> CliqueCaps:
+    """Per-model caps on the size of a cell that meets floor 1: the maximum clique of each
+    model's graph of pairs that fit the floor's deficit budget (module docstring).
+    ``known[m]``: a cell of model m at hand, the search's starting point (the caps never
+    depend on it, only how soon they are proven).
+
+    The models go in order of the gap between their first colouring bound and the clique at
+    hand (the smaller the gap, the sooner a search tends to close it), and each may use all
+    the time left less ``RESERVE_SHARE`` of ``time_limit`` for each model after it: the
+    dense models whose search would not finish in any share do not starve the others."""
+    t0 = time.perf_counter()
+    w = _prepare(w)
+    M, n, _ = w.shape
+    caps = np.full(M, n, dtype=np.int64)
+    proven = np.zeros(M, dtype=bool)
+    budget = float(deficit_budget(n, 1.0))  # the most deficit any one pair of a cell carries
+    graphs = [(1.0 - w[m]) <= budget for m in range(M)]
+    starts: list[np.ndarray | None] = []
+    gaps = []
+    for m in range(M):
+        start = None
+        if known is not None and len(known[m]):
+            cell = np.asarray(known[m], dtype=np.int64)
+            inside = graphs[m][np.ix_(cell, cell)] | np.eye(len(cell), dtype=bool)
+            start = cell if inside.all() else None  # not a floor-1 cell: no hint
+        starts.append(start)
+        first = max_clique(graphs[m], 0.0, start)  # the root's colouring bound alone
+        gaps.append(first.upper - (0 if start is None else len(start)))
+    solved: dict[bytes, tuple[int, bool]] = {}  # copies of one model are searched once
+    for i, m in enumerate(np.argsort(gaps, kind="stable")):
+        key = w[m].tobytes()
+        if key not in solved:
+            reserve = RESERVE_SHARE * time_limit * (M - 1 - i)
+            share = time_limit - (time.perf_counter() - t0) - reserve
+            found = max_clique(graphs[m], time.perf_counter() + max(share, 0.0), starts[m])
+            solved[key] = (found.upper, found.proven)
+        caps[m], proven[m] = solved[key]
+    return CliqueCaps(np.minimum(caps, n), proven, time.perf_counter() - t0)

@@ -1,0 +1,105 @@
+"""The floor-1 clique caps: the bit-set branch and bound against networkx's enumeration of
+maximal cliques, a stopped search's cap against the true maximum, and each model's cap
+against the largest floor-1 cell found by enumerating every subset."""
+
+from __future__ import annotations
+
+import time
+
+import networkx as nx
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_pairwise_bounds import _feasible_masks, _planted, _random
+
+from solver import PairwiseIIA, Solver
+from solver.pairwise_cliques import clique_caps, max_clique
+
+
+def _graph(seed: int, n: int, p: float) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    a = np.triu(rng.random((n, n)) < p, 1)
+    return a | a.T
+
+
+def _omega(a: np.ndarray) -> int:
+    g = nx.from_numpy_array(a.astype(int))
+    return max((len(c) for c in nx.find_cliques(g)), default=0)
+
+
+def _is_clique(a: np.ndarray, cell: np.ndarray) -> bool:
+    return bool((a[np.ix_(cell, cell)] | np.eye(len(cell), dtype=bool)).all())
+
+
+@pytest.mark.property
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    n=st.integers(1, 70),  # past 64: the candidate sets span two words
+    p=st.floats(0.05, 0.9),
+)
+def test_max_clique_is_the_maximum(seed, n, p):
+    a = _graph(seed, n, p)
+    found = max_clique(a, time.perf_counter() + 60)
+    assert found.proven
+    assert found.upper == len(found.clique) == _omega(a)
+    assert _is_clique(a, found.clique)
+
+
+@pytest.mark.unit
+def test_a_stopped_search_still_caps_every_clique():
+    a = _graph(3, 90, 0.6)
+    omega = _omega(a)
+    stopped = max_clique(a, 0.0)  # no branch searched: the first colouring's count alone
+    assert not stopped.proven
+    assert stopped.upper >= omega
+    assert _is_clique(a, stopped.clique) and len(stopped.clique) <= omega
+    # a clique at hand is kept when nothing larger is found, and the cap is the same
+    full = max_clique(a, time.perf_counter() + 60)
+    again = max_clique(a, time.perf_counter() + 60, known=full.clique)
+    assert again.proven and again.upper == omega
+    assert sorted(again.clique) == sorted(full.clique)
+
+
+@pytest.mark.unit
+def test_bad_graphs_and_hints_are_refused():
+    a = _graph(1, 12, 0.5)
+    with pytest.raises(ValueError, match="symmetric"):
+        max_clique(np.triu(a), 1e18)
+    apart = np.nonzero(~a[0])[0]
+    apart = apart[apart != 0][:1]
+    with pytest.raises(ValueError, match="not a clique"):
+        max_clique(a, 1e18, known=np.array([0, int(apart[0])]))
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    "maker, seed, n, M", [(_random, 0, 10, 1), (_planted, 7, 12, 2), (_random, 10, 8, 3)]
+)
+def test_caps_are_the_largest_floor_one_cells(maker, seed, n, M):
+    w = maker(seed, n, M)
+    caps = clique_caps(w, None, 30.0)
+    assert caps.proven.all()
+    for m in range(M):
+        feasible = _feasible_masks(w[m], 1.0)
+        sizes = np.array([bin(mask).count("1") for mask in range(len(feasible))])
+        largest = int(sizes[feasible].max())
+        # a single input is a clique of one but no cell: the cap may exceed the cell by that
+        assert caps.caps[m] == max(largest, 1)
+
+
+@pytest.mark.integration
+def test_auto_at_floor_one_takes_exact_caps_and_skips_the_sdp(authors_graphs):
+    # 200 of the authors' inputs: too many for the exact program; every cap closes at once
+    w = authors_graphs.candidates().weights[:, :200, :200]
+    data = PairwiseIIA(w, authors_graphs.candidates().models)
+    result = Solver(method="auto", time_limit=8, seed=0).solve(data, 1.0)
+    cert = result.certificate
+    assert "clique caps" in cert.note and "(6 of 6 exact" in cert.note
+    assert "SDP size caps" not in cert.note  # it cannot lower caps that are exact
+    caps = clique_caps(w, None, 30.0)
+    assert caps.proven.all()
+    for m in range(w.shape[0]):  # each cap is a floor-1 cell: the largest one alone
+        assert caps.caps[m] >= int((result.assignment == m).sum())
+    assert result.strength <= cert.bound <= min(200, int(caps.caps.sum()))
