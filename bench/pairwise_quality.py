@@ -53,6 +53,9 @@ def main() -> None:
             f"{c.gap:>7.4f} {c.status:>9} {c.seconds:>6.1f}"
             + (" (time cap hit)" if c.capped else "")
         )
+    for a in auto.results:
+        if a.certificate.capped:
+            print(f"note at {a.floor}: {a.certificate.note}")
     missed = [a.floor for a in auto.results if a.strength < TARGETS.get(a.floor, 0)]
     print(f"targets missed at: {missed or 'none'}; total {time.perf_counter() - started:.0f} s")
     ratio = sum(auto.strengths) / max(1, sum(greedy.strengths))
