@@ -177,16 +177,22 @@ def max_clique(adj: np.ndarray, deadline: float, known: np.ndarray | None = None
     relabel = _smallest_last(adj)
     bits = _bitsets(adj[np.ix_(relabel, relabel)])
     words = bits.shape[1]
-    cands = np.zeros((n + 1, words), dtype=np.uint64)
-    cands[0] = _bitsets(np.ones((1, n), dtype=bool))[0]
-    orders = np.zeros((n + 1, n), dtype=np.int32)
-    bounds = np.zeros((n + 1, n), dtype=np.int32)
-    pos = np.zeros(n + 1, dtype=np.int64)
-    size = np.zeros(n + 1, dtype=np.int64)
-    clique = np.zeros(n + 1, dtype=np.int32)
-    best = np.zeros(n + 1, dtype=np.int32)
-    size[0] = _colour(cands[0], bits, orders[0], bounds[0])
-    pos[0] = size[0] - 1
+    everyone = _bitsets(np.ones((1, n), dtype=bool))[0]
+    root_order = np.zeros(n, dtype=np.int32)
+    root_bound = np.zeros(n, dtype=np.int32)
+    _colour(everyone, bits, root_order, root_bound)
+    # no clique outgrows the first colouring's count: the branch stack needs no more levels
+    levels = int(root_bound[-1]) + 1
+    cands = np.zeros((levels, words), dtype=np.uint64)
+    orders = np.zeros((levels, n), dtype=np.int32)
+    bounds = np.zeros((levels, n), dtype=np.int32)
+    pos = np.zeros(levels, dtype=np.int64)
+    size = np.zeros(levels, dtype=np.int64)
+    clique = np.zeros(levels, dtype=np.int32)
+    best = np.zeros(levels, dtype=np.int32)
+    cands[0], orders[0], bounds[0] = everyone, root_order, root_bound
+    size[0] = n
+    pos[0] = n - 1
     state = np.array([0, max(len(known), 1), 0], dtype=np.int64)
     found = False  # whether best holds a clique of the search's own
     done = False
