@@ -20,7 +20,7 @@ from solver.pairwise_bounds import (
     size_structure,
 )
 from solver.pairwise_cells import ENUM_MAX_CELLS
-from solver.pairwise_cliques import clique_caps
+from solver.pairwise_cliques import clique_caps, shared_input_bound
 from solver.pairwise_colgen import COLGEN_MAX_INPUTS, column_generation
 from solver.pairwise_enumerate import reduced_cost_proof
 from solver.pairwise_exact import solve_pairwise_exact
@@ -43,6 +43,7 @@ CLIQUE_SHARE = 0.5  # of what the search left, at floor 1, for the per-model cli
 # past the SDP's size, a clique search given less than this proves little on dense models
 # and takes its time from the bound LP (at 20 s per floor on 1000 inputs: 888 against 878)
 CLIQUE_MIN_SECONDS = 8.0
+CAPS_SHARE = 0.5  # of the clique time for the caps; the rest counts shared inputs once
 ENUM_SHARE = 0.7  # of what column generation left, for the enumeration proof
 REFINE_MIN_SECONDS = 5.0  # a bound LP given less than this would not beat the first one
 
@@ -141,7 +142,8 @@ def solve_pairwise_auto(
         and (n <= SDP_MAX_INPUTS or clique_time >= CLIQUE_MIN_SECONDS)
     ):
         # at floor 1 every cell is a clique: each model's maximum clique caps its cells
-        caps = _floor_one_caps(w, clique_time, seed)
+        caps_until = time.perf_counter() + clique_time
+        caps = _floor_one_caps(w, CAPS_SHARE * clique_time, seed)
         size_caps = caps.caps
         exact_caps = bool(caps.proven.all())
         notes.append(
@@ -153,6 +155,19 @@ def solve_pairwise_auto(
             how = f"sum of per-model maximum-clique caps = {int(caps.caps.sum())}"
         if not caps.proven.all():
             capped.append("clique caps")
+        if _strength(best) < floor_bound(bound):
+            # the models' largest cliques share inputs: count those once
+            shared = shared_input_bound(w, caps, max(0.0, caps_until - time.perf_counter()))
+            notes.append(
+                f"shared inputs counted once: {shared.bound} with {shared.shared} shared "
+                f"({shared.rounds} rounds, {shared.seconds:.1f}s)"
+            )
+            if shared.bound < bound:
+                bound = float(shared.bound)
+                how = (
+                    f"{shared.shared} inputs counted once plus each model's maximum clique "
+                    f"without them = {shared.bound}"
+                )
     if priced and n <= SDP_MAX_INPUTS and not exact_caps and _strength(best) < floor_bound(bound):
         # per-model cell-size caps from the SDP: the bound itself for one model, and
         # smaller size tables for column generation, the exact program and the bound LP

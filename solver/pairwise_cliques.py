@@ -42,10 +42,23 @@ class CliqueResult:
 
 @dataclass(frozen=True)
 class CliqueCaps:
-    """Per-model caps on a floor-1 cell's size, whether each is exact, and the seconds taken."""
+    """Per-model caps on a floor-1 cell's size, whether each is exact, the largest clique
+    found for each model, and the seconds taken."""
 
     caps: np.ndarray
     proven: np.ndarray
+    cliques: list[np.ndarray]
+    seconds: float
+
+
+@dataclass(frozen=True)
+class SharedInputBound:
+    """The best bound |U| + Σ_m cap(G_m − U) over the rounds run, the size of its U, the
+    rounds, and the seconds taken (``shared_input_bound``)."""
+
+    bound: int
+    shared: int
+    rounds: int
     seconds: float
 
 
@@ -244,13 +257,69 @@ def clique_caps(w: np.ndarray, known: list[np.ndarray] | None, time_limit: float
         starts.append(start)
         first = max_clique(graphs[m], 0.0, start)  # the root's colouring bound alone
         gaps.append(first.upper - (0 if start is None else len(start)))
-    solved: dict[bytes, tuple[int, bool]] = {}  # copies of one model are searched once
+    found = _search_models(graphs, [w[m].tobytes() for m in range(M)], starts, gaps, time_limit)
+    for m, result in enumerate(found):
+        caps[m], proven[m] = result.upper, result.proven
+    cliques = [result.clique for result in found]
+    return CliqueCaps(np.minimum(caps, n), proven, cliques, time.perf_counter() - t0)
+
+
+def _search_models(graphs, keys, starts, gaps, time_limit: float) -> list[CliqueResult]:
+    """``max_clique`` of each graph in order of ``gaps``, each allowed what is left less
+    ``RESERVE_SHARE`` of ``time_limit`` for each graph after it; equal keys searched once."""
+    t0 = time.perf_counter()
+    M = len(graphs)
+    out: list[CliqueResult | None] = [None] * M
+    solved: dict[bytes, CliqueResult] = {}  # copies of one model are searched once
     for i, m in enumerate(np.argsort(gaps, kind="stable")):
-        key = w[m].tobytes()
-        if key not in solved:
+        if keys[m] not in solved:
             reserve = RESERVE_SHARE * time_limit * (M - 1 - i)
             share = time_limit - (time.perf_counter() - t0) - reserve
-            found = max_clique(graphs[m], time.perf_counter() + max(share, 0.0), starts[m])
-            solved[key] = (found.upper, found.proven)
-        caps[m], proven[m] = solved[key]
-    return CliqueCaps(np.minimum(caps, n), proven, time.perf_counter() - t0)
+            deadline = time.perf_counter() + max(share, 0.0)
+            solved[keys[m]] = max_clique(graphs[m], deadline, starts[m])
+        out[m] = solved[keys[m]]
+    return out
+
+
+def shared_input_bound(w: np.ndarray, caps: CliqueCaps, time_limit: float) -> SharedInputBound:
+    """A floor-1 bound that counts the inputs the models' largest cells share only once.
+    For any set U of inputs, strength <= |U| + Σ_m ω(G_m − U): the cells are disjoint, so
+    together they hold at most |U| inputs of U, and each cell's inputs outside U form a
+    clique of G_m − U (any proven cap on that clique counts, so an unfinished search still
+    gives a valid term). U starts empty (the bound Σ caps), and each round adds the inputs
+    that two or more models' largest cliques claim, as the per-input bound of
+    solver.per_input_bounds does, until no input is claimed twice or the time runs out."""
+    t0 = time.perf_counter()
+    w = _prepare(w)
+    M, n, _ = w.shape
+    budget = float(deficit_budget(n, 1.0))
+    graphs = [(1.0 - w[m]) <= budget for m in range(M)]
+    keys = [w[m].tobytes() for m in range(M)]
+    shared = np.zeros(n, dtype=bool)
+    best, best_shared = int(min(n, caps.caps.sum())), 0
+    cliques = list(caps.cliques)
+    rounds = 0
+    while time.perf_counter() - t0 < time_limit:
+        claims = np.zeros(n, dtype=np.int64)
+        for m in range(M):
+            if keys[m] not in keys[:m]:  # the copies of one model (cells per model) claim once
+                claims[cliques[m]] += 1
+        grown = shared | (claims >= 2)
+        if grown.sum() == shared.sum():
+            break
+        shared = grown
+        keep = np.nonzero(~shared)[0]
+        sub = [g[np.ix_(keep, keep)] for g in graphs]
+        starts = [np.searchsorted(keep, c[~shared[c]]) for c in cliques]
+        starts = [s if len(s) else None for s in starts]
+        sizes = [len(c) for c in cliques]  # the dense models last, as in clique_caps
+        # each round half of what is left: the graphs shrink, so later rounds need less
+        found = _search_models(
+            sub, keys, starts, sizes, 0.5 * (time_limit - (time.perf_counter() - t0))
+        )
+        rounds += 1
+        total = int(shared.sum()) + int(sum(r.upper for r in found))
+        if total < best:
+            best, best_shared = total, int(shared.sum())
+        cliques = [keep[r.clique] for r in found]
+    return SharedInputBound(min(best, n), best_shared, rounds, time.perf_counter() - t0)

@@ -11,10 +11,20 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_pairwise_bounds import _feasible_masks, _planted, _random
+from test_pairwise_bounds import (
+    CASES,
+    _feasible_masks,
+    _ids,
+    _optimum,
+    _planted,
+    _random,
+    brute_force,
+)
 
 from solver import PairwiseIIA, Solver
-from solver.pairwise_cliques import clique_caps, max_clique
+from solver.pairwise_cliques import clique_caps, max_clique, shared_input_bound
+
+FLOOR_ONE = [c for c in CASES if c[4] == 1.0]
 
 
 def _graph(seed: int, n: int, p: float) -> np.ndarray:
@@ -103,3 +113,33 @@ def test_auto_at_floor_one_takes_exact_caps_and_skips_the_sdp(authors_graphs):
     for m in range(w.shape[0]):  # each cap is a floor-1 cell: the largest one alone
         assert caps.caps[m] >= int((result.assignment == m).sum())
     assert result.strength <= cert.bound <= min(200, int(caps.caps.sum()))
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("case", FLOOR_ONE, ids=_ids)
+def test_counting_shared_inputs_once_stays_above_the_optimum(case):
+    w, optimum, _ = _optimum(case)
+    caps = clique_caps(w, None, 30.0)
+    shared = shared_input_bound(w, caps, 30.0)
+    assert optimum <= shared.bound <= min(w.shape[1], int(caps.caps.sum()))
+
+
+@pytest.mark.unit
+def test_counting_shared_inputs_once_beats_the_sum_of_caps():
+    # two models, one clique of 8 inputs each, the same 8 (model 1 also joins inputs 8 and
+    # 9): the caps sum to 16; the shared 8 counted once leave 8 + 1 + 2, against an optimum
+    # of 10 (model 0 takes the 8, model 1 the pair)
+    n = 12
+    w = np.zeros((2, n, n))
+    w[:, :8, :8] = 1.0
+    w[:, 8:, 8:] = 0.5
+    w[1, 8, 9] = w[1, 9, 8] = 1.0
+    for m in range(2):
+        np.fill_diagonal(w[m], 0.0)
+    caps = clique_caps(w, None, 30.0)
+    assert list(caps.caps) == [8, 8] and caps.proven.all()
+    shared = shared_input_bound(w, caps, 30.0)
+    assert shared.shared == 8 and shared.rounds >= 1
+    assert shared.bound == 8 + 1 + 2
+    optimum, _ = brute_force(w, 1.0)
+    assert optimum == 10
