@@ -4,7 +4,9 @@ At floor 1 every cell of a model is a clique of its graph of pairs with no defic
 maximum clique ω_m caps model m's cells (solver/pairwise_cliques.py). Per model: the clique
 a search of the model alone finds (the hint), then the branch and bound's ω, whether it is
 proven, its branches and seconds; then the bound LP of solver/pairwise_bounds.py with those
-caps, and the last line `sum_of_caps=<Σ caps> lp_bound=<bound>`.
+caps, and the bound that counts the inputs the largest cliques share once
+(solver.pairwise_cliques.shared_input_bound, given --time-limit too); the last line
+`sum_of_caps=<Σ caps> lp_bound=<bound> shared_input_bound=<bound>`.
 
     python bench/floor_one_cliques.py [--time-limit 300] [--lp-time 60]
 """
@@ -26,7 +28,7 @@ from solver.pairwise_bounds import (  # noqa: E402
     deficit_budget,
     size_structure,
 )
-from solver.pairwise_cliques import max_clique  # noqa: E402
+from solver.pairwise_cliques import CliqueCaps, max_clique, shared_input_bound  # noqa: E402
 from solver.pairwise_search import default_moves, search_pairwise  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1] / "examples" / "data" / "arithmetic_layer7_r256.npz"
@@ -40,6 +42,8 @@ def main() -> None:
     w = _prepare(np.load(DATA)["twice_w"][:6].astype(float) / 2)
     M, n, _ = w.shape
     caps = np.full(M, n)
+    proven = np.zeros(M, dtype=bool)
+    cliques = []
     columns = ("model", "density", "hint", "omega", "proven", "branches", "s")
     print(" ".join(f"{c:>8}" for c in columns))
     for m in range(M):
@@ -51,7 +55,8 @@ def main() -> None:
         hint = np.nonzero(alone.assignment == 0)[0]
         t0 = time.perf_counter()
         found = max_clique(graph, t0 + args.time_limit, hint)
-        caps[m] = found.upper
+        caps[m], proven[m] = found.upper, found.proven
+        cliques.append(found.clique)
         print(
             f"{m:>8} {graph.mean():>8.3f} {len(hint):>8} {found.upper:>8} {found.proven!s:>8} "
             f"{found.nodes:>8,} {time.perf_counter() - t0:>8.1f}",
@@ -60,7 +65,15 @@ def main() -> None:
     sizes, fits = size_structure(w, 1.0, caps=caps)
     bound, rounds, _ = conflict_lp_bound(w, 1.0, args.lp_time, sizes=sizes, fits=fits)
     print(f"bound LP with these caps: {bound:.2f} ({rounds} rounds)")
-    print(f"sum_of_caps={int(caps.sum())} lp_bound={min(bound, n):.2f}")
+    shared = shared_input_bound(w, CliqueCaps(caps, proven, cliques, 0.0), args.time_limit)
+    print(
+        f"shared inputs counted once: {shared.bound} with {shared.shared} shared "
+        f"({shared.rounds} rounds, {shared.seconds:.1f} s)"
+    )
+    print(
+        f"sum_of_caps={int(caps.sum())} lp_bound={min(bound, n):.2f} "
+        f"shared_input_bound={shared.bound}"
+    )
 
 
 if __name__ == "__main__":
