@@ -22,13 +22,13 @@ import numpy as np
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from solver.pairwise_bounds import (  # noqa: E402
-    _prepare,
-    conflict_lp_bound,
-    deficit_budget,
-    size_structure,
+from solver.pairwise_bounds import _prepare, conflict_lp_bound, size_structure  # noqa: E402
+from solver.pairwise_cliques import (  # noqa: E402
+    CliqueCaps,
+    floor_one_graphs,
+    max_clique,
+    shared_input_bound,
 )
-from solver.pairwise_cliques import CliqueCaps, max_clique, shared_input_bound  # noqa: E402
 from solver.pairwise_search import default_moves, search_pairwise  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1] / "examples" / "data" / "arithmetic_layer7_r256.npz"
@@ -44,11 +44,11 @@ def main() -> None:
     caps = np.full(M, n)
     proven = np.zeros(M, dtype=bool)
     cliques = []
+    graphs = floor_one_graphs(w)  # no input is its own neighbour: density counts pairs only
     columns = ("model", "density", "hint", "omega", "proven", "branches", "s")
     print(" ".join(f"{c:>8}" for c in columns))
     for m in range(M):
-        graph = (1.0 - w[m]) <= deficit_budget(n, 1.0)  # as solver.pairwise_cliques
-        np.fill_diagonal(graph, False)
+        graph = graphs[m]
         alone = search_pairwise(
             w[m : m + 1], 1.0, "per-model", time_limit=30, seed=0, max_moves=default_moves(n, 1)
         )

@@ -206,16 +206,14 @@ def max_clique(adj: np.ndarray, deadline: float, known: np.ndarray | None = None
     cands[0], orders[0], bounds[0] = everyone, root_order, root_bound
     size[0] = n
     pos[0] = n - 1
-    state = np.array([0, max(len(known), 1), 0], dtype=np.int64)
-    found = False  # whether best holds a clique of the search's own
+    floor = max(len(known), 1)  # the search records only cliques larger than this
+    state = np.array([0, floor, 0], dtype=np.int64)
     done = False
     while not done and time.perf_counter() < deadline:
-        before = state[1]
         done = _search_chunk(
             bits, cands, orders, bounds, pos, size, clique, best, state, _CHUNK_NODES
         )
-        found |= state[1] > before
-    if found:
+    if state[1] > floor:  # best holds a clique of the search's own
         result = np.sort(relabel[best[: state[1]]]).astype(np.int64)
     elif len(known):
         result = np.sort(known)
@@ -244,8 +242,7 @@ def clique_caps(w: np.ndarray, known: list[np.ndarray] | None, time_limit: float
     M, n, _ = w.shape
     caps = np.full(M, n, dtype=np.int64)
     proven = np.zeros(M, dtype=bool)
-    budget = float(deficit_budget(n, 1.0))  # the most deficit any one pair of a cell carries
-    graphs = [(1.0 - w[m]) <= budget for m in range(M)]
+    graphs = floor_one_graphs(w)
     starts: list[np.ndarray | None] = []
     gaps = []
     for m in range(M):
@@ -262,6 +259,14 @@ def clique_caps(w: np.ndarray, known: list[np.ndarray] | None, time_limit: float
         caps[m], proven[m] = result.upper, result.proven
     cliques = [result.clique for result in found]
     return CliqueCaps(np.minimum(caps, n), proven, cliques, time.perf_counter() - t0)
+
+
+def floor_one_graphs(w: np.ndarray) -> list[np.ndarray]:
+    """Each model's graph of the pairs that may share a floor-1 cell (module docstring):
+    δ_ij at most the deficit budget of the largest cell, n inputs."""
+    w = _prepare(w)
+    budget = float(deficit_budget(w.shape[1], 1.0))
+    return [(1.0 - w_m) <= budget for w_m in w]
 
 
 def _search_models(graphs, keys, starts, gaps, time_limit: float) -> list[CliqueResult]:
@@ -292,8 +297,7 @@ def shared_input_bound(w: np.ndarray, caps: CliqueCaps, time_limit: float) -> Sh
     t0 = time.perf_counter()
     w = _prepare(w)
     M, n, _ = w.shape
-    budget = float(deficit_budget(n, 1.0))
-    graphs = [(1.0 - w[m]) <= budget for m in range(M)]
+    graphs = floor_one_graphs(w)
     keys = [w[m].tobytes() for m in range(M)]
     shared = np.zeros(n, dtype=bool)
     best, best_shared = int(min(n, caps.caps.sum())), 0
