@@ -68,7 +68,7 @@ def main() -> None:
     shared = shared_input_bound(w, CliqueCaps(caps, proven, cliques, 0.0), args.time_limit)
     print(
         f"shared inputs counted once: {shared.bound} with {shared.shared} shared "
-        f"({shared.rounds} rounds, {shared.seconds:.1f} s)"
+        f"({shared.rounds} rounds, {shared.dropped} taken back out, {shared.seconds:.1f} s)"
     )
     print(
         f"sum_of_caps={int(caps.sum())} lp_bound={min(bound, n):.2f} "

@@ -160,7 +160,7 @@ def solve_pairwise_auto(
             shared = shared_input_bound(w, caps, max(0.0, caps_until - time.perf_counter()))
             notes.append(
                 f"shared inputs counted once: {shared.bound} with {shared.shared} shared "
-                f"({shared.rounds} rounds, {shared.seconds:.1f}s)"
+                f"({shared.rounds} rounds, {shared.dropped} taken back out, {shared.seconds:.1f}s)"
             )
             if shared.bound < bound:
                 bound = float(shared.bound)

@@ -27,6 +27,8 @@ from solver.pairwise_bounds import _prepare, deficit_budget
 
 _CHUNK_NODES = 200_000  # branches per compiled call: the deadline is checked between calls
 RESERVE_SHARE = 0.05  # of clique_caps' time, kept for each model still to search
+GROW_SHARE = 0.6  # of shared_input_bound's time for growing U; the rest tries to shrink it
+CHECK_SECONDS = 0.3  # most a single shrink check may search (one input, one model)
 
 
 @dataclass(frozen=True)
@@ -54,11 +56,13 @@ class CliqueCaps:
 @dataclass(frozen=True)
 class SharedInputBound:
     """The best bound |U| + Σ_m cap(G_m − U) over the rounds run, the size of its U, the
-    rounds, and the seconds taken (``shared_input_bound``)."""
+    rounds, how many inputs left U again after them, and the seconds taken
+    (``shared_input_bound``)."""
 
     bound: int
     shared: int
     rounds: int
+    dropped: int
     seconds: float
 
 
@@ -171,10 +175,14 @@ def _smallest_last(adj: np.ndarray) -> np.ndarray:
     return removed[::-1].copy()
 
 
-def max_clique(adj: np.ndarray, deadline: float, known: np.ndarray | None = None) -> CliqueResult:
+def max_clique(
+    adj: np.ndarray, deadline: float, known: np.ndarray | None = None, beyond: int = 0
+) -> CliqueResult:
     """A maximum clique of the graph ``adj`` (bool [n, n], symmetric; the diagonal is
     ignored), searched until ``deadline`` (``time.perf_counter()`` seconds). ``known``: a
-    clique already at hand; the search then only looks for larger ones (it prunes more)."""
+    clique already at hand; the search then only looks for larger ones (it prunes more).
+    ``beyond``: look only for cliques larger than this; where none is found the cap
+    reported is ``beyond`` itself (the question asked is only whether ω exceeds it)."""
     adj = np.asarray(adj, dtype=bool)
     n = adj.shape[0]
     if adj.shape != (n, n) or not np.array_equal(adj, adj.T):
@@ -206,7 +214,7 @@ def max_clique(adj: np.ndarray, deadline: float, known: np.ndarray | None = None
     cands[0], orders[0], bounds[0] = everyone, root_order, root_bound
     size[0] = n
     pos[0] = n - 1
-    floor = max(len(known), 1)  # the search records only cliques larger than this
+    floor = max(len(known), beyond, 1)  # the search records only cliques larger than this
     state = np.array([0, floor, 0], dtype=np.int64)
     done = False
     while not done and time.perf_counter() < deadline:
@@ -219,7 +227,7 @@ def max_clique(adj: np.ndarray, deadline: float, known: np.ndarray | None = None
         result = np.sort(known)
     else:
         result = np.zeros(1, dtype=np.int64)  # one vertex: the search's floor of 1
-    upper = len(result)
+    upper = len(result) if state[1] > floor else floor
     if not done:  # each open branch: its clique so far plus what its colours allow
         for d in range(int(state[0]) + 1):
             if pos[d] >= 0:
@@ -293,17 +301,22 @@ def shared_input_bound(w: np.ndarray, caps: CliqueCaps, time_limit: float) -> Sh
     clique of G_m − U (any proven cap on that clique counts, so an unfinished search still
     gives a valid term). U starts empty (the bound Σ caps), and each round adds the inputs
     that two or more models' largest cliques claim, as the per-input bound of
-    solver.per_input_bounds does, until no input is claimed twice or the time runs out."""
+    solver.per_input_bounds does, until no input is claimed twice or ``GROW_SHARE`` of the
+    time is spent; the best round's U is then shrunk (``_shrink_shared``) with the rest.
+    Growing adds whole sets at once, so the best round's U holds inputs that no model's
+    largest clique needs any longer."""
     t0 = time.perf_counter()
     w = _prepare(w)
     M, n, _ = w.shape
     graphs = floor_one_graphs(w)
     keys = [w[m].tobytes() for m in range(M)]
     shared = np.zeros(n, dtype=bool)
-    best, best_shared = int(min(n, caps.caps.sum())), 0
+    best = int(min(n, caps.caps.sum()))
+    best_shared, best_terms = shared, np.asarray(caps.caps, dtype=np.int64)
     cliques = list(caps.cliques)
     rounds = 0
-    while time.perf_counter() - t0 < time_limit:
+    grow_limit = GROW_SHARE * time_limit
+    while time.perf_counter() - t0 < grow_limit:
         claims = np.zeros(n, dtype=np.int64)
         for m in range(M):
             if keys[m] not in keys[:m]:  # the copies of one model (cells per model) claim once
@@ -319,11 +332,49 @@ def shared_input_bound(w: np.ndarray, caps: CliqueCaps, time_limit: float) -> Sh
         sizes = [len(c) for c in cliques]  # the dense models last, as in clique_caps
         # each round half of what is left: the graphs shrink, so later rounds need less
         found = _search_models(
-            sub, keys, starts, sizes, 0.5 * (time_limit - (time.perf_counter() - t0))
+            sub, keys, starts, sizes, 0.5 * (grow_limit - (time.perf_counter() - t0))
         )
         rounds += 1
-        total = int(shared.sum()) + int(sum(r.upper for r in found))
+        terms = np.array([r.upper for r in found], dtype=np.int64)
+        total = int(shared.sum()) + int(terms.sum())
         if total < best:
-            best, best_shared = total, int(shared.sum())
+            best, best_shared, best_terms = total, shared, terms
         cliques = [keep[r.clique] for r in found]
-    return SharedInputBound(min(best, n), best_shared, rounds, time.perf_counter() - t0)
+    dropped = 0
+    if best_shared.any():
+        deadline = t0 + time_limit
+        kept = _shrink_shared(graphs, keys, best_shared, best_terms, deadline)
+        dropped = int(best_shared.sum() - kept.sum())
+        best -= dropped
+    return SharedInputBound(
+        min(best, n), int(best_shared.sum()) - dropped, rounds, dropped, time.perf_counter() - t0
+    )
+
+
+def _shrink_shared(graphs, keys, shared, terms, deadline: float) -> np.ndarray:
+    """Take inputs back out of U where no term grows: with u back, G_m − U gains only u, so
+    ω(G_m − U + u) <= max(ω(G_m − U), 1 + ω(N_m(u) − U)); u leaves U (the bound falls by
+    one) when no model's neighbourhood of u outside U holds a clique as large as its term.
+    The terms stay valid caps throughout. Inputs of fewest neighbours outside U go first
+    (their checks are the smallest and the likeliest to pass); each check may search at
+    most ``CHECK_SECONDS``, and one that does not finish keeps u in U."""
+    shared = shared.copy()
+    unique = [m for m in range(len(graphs)) if keys[m] not in keys[:m]]
+    degree = sum(graphs[m][:, ~shared].sum(axis=1) for m in unique)
+    for u in sorted(np.nonzero(shared)[0], key=lambda v: degree[v]):
+        if time.perf_counter() >= deadline:
+            break
+        leaves = True
+        for m in unique:
+            near = np.nonzero(graphs[m][u] & ~shared)[0]
+            near = near[near != u]
+            if len(near) < terms[m]:
+                continue  # too few neighbours for a clique of terms[m] beside u
+            check = min(deadline, time.perf_counter() + CHECK_SECONDS)
+            result = max_clique(graphs[m][np.ix_(near, near)], check, beyond=int(terms[m]) - 1)
+            if result.upper >= terms[m]:
+                leaves = False
+                break
+        if leaves:
+            shared[u] = False
+    return shared

@@ -22,7 +22,7 @@ from test_pairwise_bounds import (
 )
 
 from solver import PairwiseIIA, Solver
-from solver.pairwise_cliques import clique_caps, max_clique, shared_input_bound
+from solver.pairwise_cliques import _shrink_shared, clique_caps, max_clique, shared_input_bound
 
 FLOOR_ONE = [c for c in CASES if c[4] == 1.0]
 
@@ -55,6 +55,37 @@ def test_max_clique_is_the_maximum(seed, n, p):
     assert found.proven
     assert found.upper == len(found.clique) == _omega(a)
     assert _is_clique(a, found.clique)
+
+
+@pytest.mark.property
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 60), p=st.floats(0.1, 0.9))
+def test_a_search_beyond_a_size_answers_whether_omega_exceeds_it(seed, n, p):
+    a = _graph(seed, n, p)
+    omega = _omega(a)
+    for beyond in (omega - 1, omega, omega + 2):
+        found = max_clique(a, time.perf_counter() + 60, beyond=beyond)
+        assert found.proven and found.upper == max(omega, beyond, 1 if n else 0)
+        assert _is_clique(a, found.clique)
+        if omega > max(beyond, 1):  # a clique larger than asked is found and returned
+            assert len(found.clique) == omega
+
+
+@pytest.mark.property
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(2, 40), M=st.integers(1, 3))
+def test_shrinking_the_shared_set_keeps_every_term_a_cap(seed, n, M):
+    rng = np.random.default_rng(seed)
+    graphs = [_graph(seed + m, n, float(rng.uniform(0.3, 0.9))) for m in range(M)]
+    shared = rng.random(n) < 0.5
+    rest = np.nonzero(~shared)[0]
+    terms = np.array([_omega(g[np.ix_(rest, rest)]) for g in graphs])
+    keys = [bytes([m]) for m in range(M)]
+    kept = _shrink_shared(graphs, keys, shared, terms, time.perf_counter() + 60)
+    assert not (kept & ~shared).any()  # inputs only leave U
+    rest = np.nonzero(~kept)[0]
+    for g, term in zip(graphs, terms, strict=True):  # |U| fell, and no term grew
+        assert _omega(g[np.ix_(rest, rest)]) <= term
 
 
 @pytest.mark.unit
@@ -104,6 +135,8 @@ def test_auto_at_floor_one_takes_exact_caps_and_skips_the_sdp(authors_graphs):
     # 200 of the authors' inputs: too many for the exact program; every cap closes at once
     w = authors_graphs.candidates().weights[:, :200, :200]
     data = PairwiseIIA(w, authors_graphs.candidates().models)
+    # a first call compiles the search kernels on a cold cache, inside its own time limit
+    Solver(method="auto", time_limit=2, seed=0).solve(data, 1.0)
     result = Solver(method="auto", time_limit=8, seed=0).solve(data, 1.0)
     cert = result.certificate
     assert "clique caps" in cert.note and "(6 of 6 exact" in cert.note
@@ -127,8 +160,9 @@ def test_counting_shared_inputs_once_stays_above_the_optimum(case):
 @pytest.mark.unit
 def test_counting_shared_inputs_once_beats_the_sum_of_caps():
     # two models, one clique of 8 inputs each, the same 8 (model 1 also joins inputs 8 and
-    # 9): the caps sum to 16; the shared 8 counted once leave 8 + 1 + 2, against an optimum
-    # of 10 (model 0 takes the 8, model 1 the pair)
+    # 9): the caps sum to 16; the shared 8 counted once leave 8 + 1 + 2, and one of the 8
+    # may leave U again (alone outside it, it adds no clique larger than 1 and 2): 7 + 1 +
+    # 2, the optimum of 10 (model 0 takes the 8, model 1 the pair)
     n = 12
     w = np.zeros((2, n, n))
     w[:, :8, :8] = 1.0
@@ -139,7 +173,7 @@ def test_counting_shared_inputs_once_beats_the_sum_of_caps():
     caps = clique_caps(w, None, 30.0)
     assert list(caps.caps) == [8, 8] and caps.proven.all()
     shared = shared_input_bound(w, caps, 30.0)
-    assert shared.shared == 8 and shared.rounds >= 1
-    assert shared.bound == 8 + 1 + 2
+    assert shared.rounds >= 1 and shared.dropped == 1 and shared.shared == 7
+    assert shared.bound == 7 + 1 + 2
     optimum, _ = brute_force(w, 1.0)
     assert optimum == 10
