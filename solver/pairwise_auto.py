@@ -71,6 +71,11 @@ def _floor_one_caps(w: np.ndarray, time_limit: float, seed: int):
     return clique_caps(w, known, time_limit - (time.perf_counter() - t0))
 
 
+def _refine_seconds(bound_seconds: float) -> float:
+    """The least time worth giving the bound LP a second time: twice the first one's."""
+    return max(REFINE_MIN_SECONDS, 2.0 * bound_seconds)
+
+
 def solve_pairwise_auto(
     w: np.ndarray,
     floor: float,
@@ -156,8 +161,13 @@ def solve_pairwise_auto(
         if not caps.proven.all():
             capped.append("clique caps")
         if _strength(best) < floor_bound(bound):
-            # the models' largest cliques share inputs: count those once
-            shared = shared_input_bound(w, caps, max(0.0, caps_until - time.perf_counter()))
+            # the models' largest cliques share inputs: count those once. On instances too
+            # large for the exact program it also takes what the bound LP below would not
+            # need beyond its minimum (that LP, given the caps, mostly ends at their sum).
+            shared_time = caps_until - time.perf_counter()
+            if not small:
+                shared_time = max(shared_time, left() - _refine_seconds(bound_seconds))
+            shared = shared_input_bound(w, caps, max(0.0, shared_time))
             notes.append(
                 f"shared inputs counted once: {shared.bound} with {shared.shared} shared "
                 f"({shared.rounds} rounds, {shared.dropped} taken back out, {shared.seconds:.1f}s)"
@@ -296,7 +306,7 @@ def solve_pairwise_auto(
         not small
         and bound < n - 0.5
         and _strength(best) < floor_bound(bound)
-        and left() > max(REFINE_MIN_SECONDS, 2.0 * bound_seconds)
+        and left() > _refine_seconds(bound_seconds)
         and priced
     ):
         sizes = fits = None

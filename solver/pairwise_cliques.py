@@ -26,9 +26,10 @@ from numba import njit
 from solver.pairwise_bounds import _prepare, deficit_budget
 
 _CHUNK_NODES = 200_000  # branches per compiled call: the deadline is checked between calls
+_FIRST_CHUNK = 5_000  # the first call's branches; each next call doubles them up to the above
 RESERVE_SHARE = 0.05  # of clique_caps' time, kept for each model still to search
 GROW_SHARE = 0.6  # of shared_input_bound's time for growing U; the rest tries to shrink it
-CHECK_SECONDS = 0.3  # most a single shrink check may search (one input, one model)
+CHECK_SECONDS = 0.1  # most a single shrink check may search (one input, one model)
 
 
 @dataclass(frozen=True)
@@ -120,10 +121,11 @@ def _colour(cand, adj, order, bound):
 
 
 @njit(cache=True)
-def _search_chunk(adj, cands, orders, bounds, pos, size, clique, best, state, max_nodes):
-    """Run the branch and bound from its saved state for at most ``max_nodes`` branches.
-    ``state`` = [depth, size of best, nodes]; ``best`` holds the best clique. Returns True
-    when the search is complete."""
+def _search_chunk(adj, cands, orders, bounds, pos, size, clique, best, state, max_nodes, enough):
+    """Run the branch and bound from its saved state for at most ``max_nodes`` branches, or
+    until it holds a clique of ``enough`` vertices (0: no such stop). ``state`` = [depth,
+    size of best, nodes]; ``best`` holds the best clique. Returns True when the search is
+    complete."""
     words = adj.shape[1]
     depth = state[0]
     nodes = 0
@@ -150,6 +152,10 @@ def _search_chunk(adj, cands, orders, bounds, pos, size, clique, best, state, ma
             if depth + 1 > state[1]:
                 state[1] = depth + 1
                 best[: depth + 1] = clique[: depth + 1]
+                if enough and state[1] >= enough:
+                    state[0] = depth  # resumable: this level's next branch is next
+                    state[2] += nodes
+                    return False
             continue
         depth += 1
         size[depth] = _colour(cands[depth], adj, orders[depth], bounds[depth])
@@ -176,13 +182,20 @@ def _smallest_last(adj: np.ndarray) -> np.ndarray:
 
 
 def max_clique(
-    adj: np.ndarray, deadline: float, known: np.ndarray | None = None, beyond: int = 0
+    adj: np.ndarray,
+    deadline: float,
+    known: np.ndarray | None = None,
+    beyond: int = 0,
+    enough: int = 0,
 ) -> CliqueResult:
     """A maximum clique of the graph ``adj`` (bool [n, n], symmetric; the diagonal is
     ignored), searched until ``deadline`` (``time.perf_counter()`` seconds). ``known``: a
     clique already at hand; the search then only looks for larger ones (it prunes more).
     ``beyond``: look only for cliques larger than this; where none is found the cap
-    reported is ``beyond`` itself (the question asked is only whether ω exceeds it)."""
+    reported is ``beyond`` itself (the question asked is only whether ω exceeds it).
+    ``enough``: stop at the first clique found of at least this size that is larger than
+    ``known`` and ``beyond`` (0: search to the end); the result is then not proven, and its
+    cap is the larger of that clique and the open branches' bound."""
     adj = np.asarray(adj, dtype=bool)
     n = adj.shape[0]
     if adj.shape != (n, n) or not np.array_equal(adj, adj.T):
@@ -217,10 +230,14 @@ def max_clique(
     floor = max(len(known), beyond, 1)  # the search records only cliques larger than this
     state = np.array([0, floor, 0], dtype=np.int64)
     done = False
+    chunk = _FIRST_CHUNK  # short searches (shrink checks) overrun their deadline by less
     while not done and time.perf_counter() < deadline:
+        if enough and floor < state[1] >= enough:  # the search's own clique answers it
+            break
         done = _search_chunk(
-            bits, cands, orders, bounds, pos, size, clique, best, state, _CHUNK_NODES
+            bits, cands, orders, bounds, pos, size, clique, best, state, chunk, enough
         )
+        chunk = min(2 * chunk, _CHUNK_NODES)
     if state[1] > floor:  # best holds a clique of the search's own
         result = np.sort(relabel[best[: state[1]]]).astype(np.int64)
     elif len(known):
@@ -356,24 +373,30 @@ def _shrink_shared(graphs, keys, shared, terms, deadline: float) -> np.ndarray:
     ω(G_m − U + u) <= max(ω(G_m − U), 1 + ω(N_m(u) − U)); u leaves U (the bound falls by
     one) when no model's neighbourhood of u outside U holds a clique as large as its term.
     The terms stay valid caps throughout. Inputs of fewest neighbours outside U go first
-    (their checks are the smallest and the likeliest to pass); each check may search at
-    most ``CHECK_SECONDS``, and one that does not finish keeps u in U."""
+    (their checks are the smallest and the likeliest to pass), and each input's models in
+    order of how many inputs their checks kept so far. A check stops at the first clique as
+    large as the term, and may search at most ``CHECK_SECONDS``; one that runs out keeps u
+    in U (on the authors' graphs most such checks find the clique given longer: retrying
+    them with more time cost more than it took out)."""
     shared = shared.copy()
     unique = [m for m in range(len(graphs)) if keys[m] not in keys[:m]]
     degree = sum(graphs[m][:, ~shared].sum(axis=1) for m in unique)
+    kept = {m: 0 for m in unique}
     for u in sorted(np.nonzero(shared)[0], key=lambda v: degree[v]):
         if time.perf_counter() >= deadline:
             break
         leaves = True
-        for m in unique:
+        for m in sorted(unique, key=lambda m: -kept[m]):  # the likeliest to keep u first
             near = np.nonzero(graphs[m][u] & ~shared)[0]
             near = near[near != u]
             if len(near) < terms[m]:
                 continue  # too few neighbours for a clique of terms[m] beside u
             check = min(deadline, time.perf_counter() + CHECK_SECONDS)
-            result = max_clique(graphs[m][np.ix_(near, near)], check, beyond=int(terms[m]) - 1)
-            if result.upper >= terms[m]:
+            term = int(terms[m])  # one clique of this size in the neighbourhood keeps u
+            result = max_clique(graphs[m][np.ix_(near, near)], check, beyond=term - 1, enough=term)
+            if result.upper >= term:
                 leaves = False
+                kept[m] += 1
                 break
         if leaves:
             shared[u] = False

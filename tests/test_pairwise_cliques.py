@@ -72,6 +72,21 @@ def test_a_search_beyond_a_size_answers_whether_omega_exceeds_it(seed, n, p):
 
 
 @pytest.mark.property
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(0, 60), p=st.floats(0.02, 0.9))
+def test_a_search_that_stops_at_enough_finds_that_clique_or_proves_none(seed, n, p):
+    a = _graph(seed, n, p)
+    omega = _omega(a)
+    for enough in (omega - 1, omega, omega + 1):
+        found = max_clique(a, time.perf_counter() + 60, beyond=enough - 1, enough=enough)
+        assert _is_clique(a, found.clique) and found.upper >= len(found.clique)
+        if omega >= max(enough, 2):  # stopped at the first clique of that size
+            assert len(found.clique) >= enough and found.upper >= omega
+        else:  # none that large: the search ran to the end and says so
+            assert found.proven and found.upper == max(enough - 1, 1 if n else 0)
+
+
+@pytest.mark.property
 @settings(max_examples=30, deadline=None)
 @given(seed=st.integers(0, 10_000), n=st.integers(2, 40), M=st.integers(1, 3))
 def test_shrinking_the_shared_set_keeps_every_term_a_cap(seed, n, M):
