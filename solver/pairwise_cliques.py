@@ -29,7 +29,7 @@ _CHUNK_NODES = 200_000  # branches per compiled call: the deadline is checked be
 _FIRST_CHUNK = 5_000  # the first call's branches; each next call doubles them up to the above
 RESERVE_SHARE = 0.05  # of clique_caps' time, kept for each model still to search
 GROW_SHARE = 0.6  # of shared_input_bound's time for growing U; the rest tries to shrink it
-CHECK_SECONDS = 0.1  # most a single shrink check may search (one input, one model)
+CHECK_SECONDS = (0.1, 0.5, 2.5)  # a shrink check's time in each pass (one input, one model)
 
 
 @dataclass(frozen=True)
@@ -375,29 +375,39 @@ def _shrink_shared(graphs, keys, shared, terms, deadline: float) -> np.ndarray:
     The terms stay valid caps throughout. Inputs of fewest neighbours outside U go first
     (their checks are the smallest and the likeliest to pass), and each input's models in
     order of how many inputs their checks kept so far. A check stops at the first clique as
-    large as the term, and may search at most ``CHECK_SECONDS``; one that runs out keeps u
-    in U (on the authors' graphs most such checks find the clique given longer: retrying
-    them with more time cost more than it took out)."""
+    large as the term, which keeps u in U for good (U only shrinks, so the clique stays
+    outside it). A check that runs out of its time keeps u for this pass only: each pass
+    gives one time of ``CHECK_SECONDS`` per check, the next pass retries those inputs with
+    the next time, so a short limit spends itself on the first pass (on the authors' graphs
+    most such checks end in a clique when given longer)."""
     shared = shared.copy()
     unique = [m for m in range(len(graphs)) if keys[m] not in keys[:m]]
     degree = sum(graphs[m][:, ~shared].sum(axis=1) for m in unique)
-    kept = {m: 0 for m in unique}
-    for u in sorted(np.nonzero(shared)[0], key=lambda v: degree[v]):
-        if time.perf_counter() >= deadline:
-            break
-        leaves = True
-        for m in sorted(unique, key=lambda m: -kept[m]):  # the likeliest to keep u first
-            near = np.nonzero(graphs[m][u] & ~shared)[0]
-            near = near[near != u]
-            if len(near) < terms[m]:
-                continue  # too few neighbours for a clique of terms[m] beside u
-            check = min(deadline, time.perf_counter() + CHECK_SECONDS)
-            term = int(terms[m])  # one clique of this size in the neighbourhood keeps u
-            result = max_clique(graphs[m][np.ix_(near, near)], check, beyond=term - 1, enough=term)
-            if result.upper >= term:
-                leaves = False
-                kept[m] += 1
-                break
-        if leaves:
-            shared[u] = False
+    kept = {m: 0 for m in unique}  # inputs each model's check kept in U so far
+    retry = sorted(np.nonzero(shared)[0], key=lambda v: degree[v])
+    for seconds in CHECK_SECONDS:
+        undecided = []
+        for u in retry:
+            if time.perf_counter() >= deadline:
+                return shared
+            leaves = True
+            for m in sorted(unique, key=lambda m: -kept[m]):  # the likeliest to keep u first
+                near = np.nonzero(graphs[m][u] & ~shared)[0]
+                near = near[near != u]
+                if len(near) < terms[m]:
+                    continue  # too few neighbours for a clique of terms[m] beside u
+                check = min(deadline, time.perf_counter() + seconds)
+                term = int(terms[m])  # one clique of this size in the neighbourhood keeps u
+                adj = graphs[m][np.ix_(near, near)]
+                result = max_clique(adj, check, beyond=term - 1, enough=term)
+                if result.upper >= term:
+                    leaves = False
+                    if len(result.clique) >= term:
+                        kept[m] += 1
+                    else:
+                        undecided.append(u)
+                    break
+            if leaves:
+                shared[u] = False
+        retry = undecided
     return shared
