@@ -28,7 +28,9 @@ from solver.pairwise_bounds import _prepare, deficit_budget
 _CHUNK_NODES = 200_000  # branches per compiled call: the deadline is checked between calls
 _FIRST_CHUNK = 5_000  # the first call's branches; each next call doubles them up to the above
 RESERVE_SHARE = 0.05  # of clique_caps' time, kept for each model still to search
-GROW_SHARE = 0.6  # of shared_input_bound's time for growing U; the rest tries to shrink it
+GROW_SHARE = 0.6  # of shared_input_bound's time for growing U
+ROUND_SHARE = 0.05  # of shared_input_bound's time, the most one growing round may take
+PROVE_SHARE = 0.5  # of what growing left, to search the best round's open terms again
 CHECK_SECONDS = (0.1, 0.5, 2.5)  # a shrink check's time in each pass (one input, one model)
 
 
@@ -319,7 +321,8 @@ def shared_input_bound(w: np.ndarray, caps: CliqueCaps, time_limit: float) -> Sh
     gives a valid term). U starts empty (the bound Σ caps), and each round adds the inputs
     that two or more models' largest cliques claim, as the per-input bound of
     solver.per_input_bounds does, until no input is claimed twice or ``GROW_SHARE`` of the
-    time is spent; the best round's U is then shrunk (``_shrink_shared``) with the rest.
+    time is spent; the best round's terms that its searches left open are searched again
+    (``PROVE_SHARE`` of the rest), and its U is then shrunk (``_shrink_shared``).
     Growing adds whole sets at once, so the best round's U holds inputs that no model's
     largest clique needs any longer."""
     t0 = time.perf_counter()
@@ -328,8 +331,9 @@ def shared_input_bound(w: np.ndarray, caps: CliqueCaps, time_limit: float) -> Sh
     graphs = floor_one_graphs(w)
     keys = [w[m].tobytes() for m in range(M)]
     shared = np.zeros(n, dtype=bool)
-    best = int(min(n, caps.caps.sum()))
-    best_shared, best_terms = shared, np.asarray(caps.caps, dtype=np.int64)
+    last = np.minimum(np.asarray(caps.caps, dtype=np.int64), n)
+    best = int(min(n, last.sum()))
+    best_shared, best_terms, best_cliques = shared, last, list(caps.cliques)
     cliques = list(caps.cliques)
     rounds = 0
     grow_limit = GROW_SHARE * time_limit
@@ -347,18 +351,37 @@ def shared_input_bound(w: np.ndarray, caps: CliqueCaps, time_limit: float) -> Sh
         starts = [np.searchsorted(keep, c[~shared[c]]) for c in cliques]
         starts = [s if len(s) else None for s in starts]
         sizes = [len(c) for c in cliques]  # the dense models last, as in clique_caps
-        # each round half of what is left: the graphs shrink, so later rounds need less
-        found = _search_models(
-            sub, keys, starts, sizes, 0.5 * (grow_limit - (time.perf_counter() - t0))
-        )
+        # each round half of what is left, and at most ROUND_SHARE of the whole: the graphs
+        # shrink, so later rounds need less, and the first rounds' dense models seldom close
+        # in any share (the best round's open terms get their own time below)
+        round_time = min(0.5 * (grow_limit - (time.perf_counter() - t0)), ROUND_SHARE * time_limit)
+        found = _search_models(sub, keys, starts, sizes, round_time)
         rounds += 1
-        terms = np.array([r.upper for r in found], dtype=np.int64)
-        total = int(shared.sum()) + int(terms.sum())
-        if total < best:
-            best, best_shared, best_terms = total, shared, terms
+        # U only grows, so each model's term from an earlier round still caps this one's
+        last = np.minimum([r.upper for r in found], last)
         cliques = [keep[r.clique] for r in found]
+        total = int(shared.sum()) + int(last.sum())
+        if total < best:
+            best, best_shared, best_terms, best_cliques = total, shared, last, cliques
     dropped = 0
     if best_shared.any():
+        # the best round's searches were cut short where a term exceeds its clique (the
+        # dense models, mostly): search those again, now with a share of what is left
+        open_ = [m for m in range(M) if best_terms[m] > len(best_cliques[m])]
+        keep = np.nonzero(~best_shared)[0]
+        share = PROVE_SHARE * (time_limit - (time.perf_counter() - t0))
+        if open_ and share > 0:
+            again = _search_models(
+                [graphs[m][np.ix_(keep, keep)] for m in open_],
+                [keys[m] for m in open_],
+                [np.searchsorted(keep, best_cliques[m]) for m in open_],
+                [best_terms[m] - len(best_cliques[m]) for m in open_],
+                share,
+            )
+            best_terms = best_terms.copy()
+            for m, result in zip(open_, again, strict=True):
+                best_terms[m] = min(best_terms[m], result.upper)
+            best = int(best_shared.sum()) + int(best_terms.sum())
         deadline = t0 + time_limit
         kept = _shrink_shared(graphs, keys, best_shared, best_terms, deadline)
         dropped = int(best_shared.sum() - kept.sum())
