@@ -58,9 +58,9 @@ class CliqueCaps:
 
 @dataclass(frozen=True)
 class SharedInputBound:
-    """The best bound |U| + Σ_m cap(G_m − U) over the rounds run, the size of its U, the
-    rounds, how many inputs left U again after them, and the seconds taken
-    (``shared_input_bound``)."""
+    """The bound |U| + Σ_m cap(G_m − U) for the best round's U after the shrink, the size of
+    that U, the rounds grown, how many inputs the shrink took back out of U, and the seconds
+    taken (``shared_input_bound``)."""
 
     bound: int
     shared: int
