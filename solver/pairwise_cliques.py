@@ -365,23 +365,9 @@ def shared_input_bound(w: np.ndarray, caps: CliqueCaps, time_limit: float) -> Sh
             best, best_shared, best_terms, best_cliques = total, shared, last, cliques
     dropped = 0
     if best_shared.any():
-        # the best round's searches were cut short where a term exceeds its clique (the
-        # dense models, mostly): search those again, now with a share of what is left
-        open_ = [m for m in range(M) if best_terms[m] > len(best_cliques[m])]
-        keep = np.nonzero(~best_shared)[0]
         share = PROVE_SHARE * (time_limit - (time.perf_counter() - t0))
-        if open_ and share > 0:
-            again = _search_models(
-                [graphs[m][np.ix_(keep, keep)] for m in open_],
-                [keys[m] for m in open_],
-                [np.searchsorted(keep, best_cliques[m]) for m in open_],
-                [best_terms[m] - len(best_cliques[m]) for m in open_],
-                share,
-            )
-            best_terms = best_terms.copy()
-            for m, result in zip(open_, again, strict=True):
-                best_terms[m] = min(best_terms[m], result.upper)
-            best = int(best_shared.sum()) + int(best_terms.sum())
+        best_terms = _close_open_terms(graphs, keys, best_shared, best_terms, best_cliques, share)
+        best = int(best_shared.sum()) + int(best_terms.sum())
         deadline = t0 + time_limit
         kept = _shrink_shared(graphs, keys, best_shared, best_terms, deadline)
         dropped = int(best_shared.sum() - kept.sum())
@@ -389,6 +375,28 @@ def shared_input_bound(w: np.ndarray, caps: CliqueCaps, time_limit: float) -> Sh
     return SharedInputBound(
         min(best, n), int(best_shared.sum()) - dropped, rounds, dropped, time.perf_counter() - t0
     )
+
+
+def _close_open_terms(graphs, keys, shared, terms, cliques, time_limit: float) -> np.ndarray:
+    """Each model's term for G_m − U, searched again where it exceeds the clique at hand
+    (``cliques``: one per model, inputs outside U): a growing round's search on the dense
+    models is mostly cut short, and the best round's U leaves fewer inputs, where it often
+    closes at once. Returns the terms, each the smaller of the old and the new cap."""
+    open_ = [m for m in range(len(graphs)) if terms[m] > len(cliques[m])]
+    terms = np.array(terms, dtype=np.int64)
+    if not open_ or time_limit <= 0:
+        return terms
+    keep = np.nonzero(~shared)[0]
+    again = _search_models(
+        [graphs[m][np.ix_(keep, keep)] for m in open_],
+        [keys[m] for m in open_],
+        [np.searchsorted(keep, cliques[m]) for m in open_],
+        [terms[m] - len(cliques[m]) for m in open_],
+        time_limit,
+    )
+    for m, result in zip(open_, again, strict=True):
+        terms[m] = min(terms[m], result.upper)
+    return terms
 
 
 def _shrink_shared(graphs, keys, shared, terms, deadline: float) -> np.ndarray:

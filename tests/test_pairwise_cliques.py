@@ -22,7 +22,13 @@ from test_pairwise_bounds import (
 )
 
 from solver import PairwiseIIA, Solver
-from solver.pairwise_cliques import _shrink_shared, clique_caps, max_clique, shared_input_bound
+from solver.pairwise_cliques import (
+    _close_open_terms,
+    _shrink_shared,
+    clique_caps,
+    max_clique,
+    shared_input_bound,
+)
 
 FLOOR_ONE = [c for c in CASES if c[4] == 1.0]
 
@@ -78,21 +84,40 @@ def test_a_search_beyond_a_size_answers_whether_omega_exceeds_it(seed, n, p):
             assert early.proven and early.upper == found.upper
 
 
-@pytest.mark.property
-@settings(max_examples=30, deadline=None)
-@given(seed=st.integers(0, 10_000), n=st.integers(2, 40), M=st.integers(1, 3))
-def test_shrinking_the_shared_set_keeps_every_term_a_cap(seed, n, M):
+def _models_and_shared(seed: int, n: int, M: int):
+    """M random graphs on n inputs (one key each), a random set U, and each ω(G_m − U)."""
     rng = np.random.default_rng(seed)
     graphs = [_graph(seed + m, n, float(rng.uniform(0.3, 0.9))) for m in range(M)]
     shared = rng.random(n) < 0.5
     rest = np.nonzero(~shared)[0]
-    terms = np.array([_omega(g[np.ix_(rest, rest)]) for g in graphs])
-    keys = [bytes([m]) for m in range(M)]
-    kept = _shrink_shared(graphs, keys, shared, terms, time.perf_counter() + 60)
+    omegas = [_omega(g[np.ix_(rest, rest)]) for g in graphs]
+    return graphs, [bytes([m]) for m in range(M)], shared, omegas
+
+
+@pytest.mark.property
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(2, 40), M=st.integers(1, 3))
+def test_shrinking_the_shared_set_keeps_every_term_a_cap(seed, n, M):
+    graphs, keys, shared, terms = _models_and_shared(seed, n, M)
+    kept = _shrink_shared(graphs, keys, shared, np.array(terms), time.perf_counter() + 60)
     assert not (kept & ~shared).any()  # inputs only leave U
     rest = np.nonzero(~kept)[0]
     for g, term in zip(graphs, terms, strict=True):  # |U| fell, and no term grew
         assert _omega(g[np.ix_(rest, rest)]) <= term
+
+
+@pytest.mark.property
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(2, 40), M=st.integers(1, 3))
+def test_open_terms_searched_again_close_at_omega_outside_u(seed, n, M):
+    graphs, keys, shared, omegas = _models_and_shared(seed, n, M)
+    # loose terms (n) and one input outside U each as the clique at hand: every term is open
+    cliques = [np.nonzero(~shared)[0][:1] for _ in graphs]
+    terms = _close_open_terms(graphs, keys, shared, np.full(M, n), cliques, 60.0)
+    assert list(terms) == omegas
+    # searched again from exact terms: each stays as it is
+    again = _close_open_terms(graphs, keys, shared, terms, cliques, 60.0)
+    assert list(again) == omegas
 
 
 @pytest.mark.unit
