@@ -333,8 +333,8 @@ def shared_input_bound(w: np.ndarray, caps: CliqueCaps, time_limit: float) -> Sh
     shared = np.zeros(n, dtype=bool)
     last = np.minimum(np.asarray(caps.caps, dtype=np.int64), n)
     best = int(min(n, last.sum()))
-    best_shared, best_terms, best_cliques = shared, last, list(caps.cliques)
     cliques = list(caps.cliques)
+    best_shared, best_terms, best_cliques = shared, last, cliques
     rounds = 0
     grow_limit = GROW_SHARE * time_limit
     while time.perf_counter() - t0 < grow_limit:
