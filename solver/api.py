@@ -627,6 +627,10 @@ class Solver:
             seed=self.seed,
             exact_max_inputs=EXACT_MAX_INPUTS,
             budget=self.budget,
+            # a sweep's previous partition is a good start but may hold the search in its
+            # basin (tests/test_api.py: 93 from it, 94 alone): the search also runs from the
+            # start a lone solve of this floor uses, so a sweep is never below the lone solve
+            also_from=None if start is greedy else greedy,
         )
 
     def _per_input(self, a, floor, warm_start) -> tuple[np.ndarray, Certificate]:

@@ -71,6 +71,39 @@ def _floor_one_caps(w: np.ndarray, time_limit: float, seed: int):
     return clique_caps(w, known, time_limit - (time.perf_counter() - t0))
 
 
+def _search_from_starts(w, floor, scope, starts, time_limit, seed, budget, bound, notes, capped):
+    """The strongest partition the local search reaches from each start given (None: no
+    such start), each run with the same seed and budget and what the time cap has left;
+    the notes say what each start gave."""
+    ends = time.perf_counter() + time_limit
+    stop_at = int(floor_bound(bound))
+    best: np.ndarray | None = None
+    reached = []
+    for start in [s for s in starts if s is not None]:
+        found = search_pairwise(
+            w,
+            floor,
+            scope,
+            start=start,
+            time_limit=max(ends - time.perf_counter(), 0.0),
+            seed=seed,
+            max_moves=budget,
+            stop_at=stop_at,
+        )
+        reached.append(
+            f"{found.moves:,} of {budget:,} moves from {_strength(start)}, "
+            f"{_strength(found.assignment)}"
+        )
+        if found.capped and "local search" not in capped:
+            capped.append("local search")
+        if best is None or _strength(found.assignment) > _strength(best):
+            best = found.assignment
+        if _strength(best) >= stop_at:
+            break  # the bound is met: no other start can do better
+    notes.append("local search: " + "; ".join(reached))
+    return best
+
+
 def _refine_seconds(bound_seconds: float) -> float:
     """The least time worth giving the bound LP a second time: twice the first one's."""
     return max(REFINE_MIN_SECONDS, 2.0 * bound_seconds)
@@ -87,9 +120,14 @@ def solve_pairwise_auto(
     seed: int,
     exact_max_inputs: int,
     budget: int | None = None,
+    also_from: np.ndarray | None = None,
 ) -> tuple[np.ndarray, Certificate]:
     """Return (assignment, certificate). ``start``: a partition to improve (checked first:
-    a bad one is dropped with a note); ``budget``: annealing moves of the local search
+    a bad one is dropped with a note); ``also_from``: a second feasible start the local
+    search runs from as well, with the same seed and budget, the stronger result kept (a
+    sweep passes the start a lone solve of this floor would use, so that the previous
+    floor's partition never steers the search below it); ``budget``: annealing moves of the
+    local search
     (None: ``default_moves``, ``SMALL_BUDGET_FACTOR`` times that on instances of at most
     ``exact_max_inputs``); ``time_limit``: seconds, a cap on all of it."""
     started = time.perf_counter()
@@ -109,6 +147,11 @@ def solve_pairwise_auto(
         best = np.full(n, -1, dtype=np.int64)
     if dropped:
         notes.append(dropped)
+    also_from, dropped = screen_start(w, also_from, floor, "pairwise", scope)
+    if dropped:
+        notes.append(dropped.replace("warm start", "second start"))
+    if also_from is not None and np.array_equal(also_from, best):
+        also_from = None  # one start, searched once
     bound_started = time.perf_counter()
     bound, how = pairwise_upper_bound(
         w, floor, scope, time_limit=min(BOUND_CAP, BOUND_SHARE * time_limit)
@@ -118,21 +161,10 @@ def solve_pairwise_auto(
     # Strength is an integer: a start that reaches the floored bound is already optimal.
     if _strength(best) < floor_bound(bound):
         cap = max(left(), 0.0) * (SEARCH_SHARE_WHEN_EXACT if small else 1.0)
-        found = search_pairwise(
-            w,
-            floor,
-            scope,
-            start=best,
-            time_limit=cap,
-            seed=seed,
-            max_moves=budget,
-            stop_at=int(floor_bound(bound)),
+        best = _search_from_starts(
+            w, floor, scope, [best, also_from], cap, seed, budget, bound, notes, capped
         )
-        best = found.assignment
         parts = ["local search"]
-        notes.append(f"local search: {found.moves:,} of {budget:,} moves")
-        if found.capped:
-            capped.append("local search")
     # Column generation prices cells per model, and the bound LP bounds them, so both need
     # each cell to meet the floor on its own: per-model floors, or any scope at floor 1.
     priced = scope == "per-model" or floor >= 1.0 - TOL

@@ -118,3 +118,40 @@ def test_auto_frontier_on_a_small_instance_is_verified_and_monotone(scope):
         assert p.certificate.bound is not None and p.certificate.bound >= exact.strength
         greedy = Solver(method="greedy").solve(data, p.floor)
         assert p.strength >= greedy.strength
+
+
+@pytest.mark.integration
+def test_a_sweep_is_never_below_the_lone_solve_of_a_floor():
+    # On this instance the search from the floor-1 partition ends at 93 at floor 0.9, one
+    # input short of the search from the greedy partition a lone solve starts from: the sweep
+    # runs the search from both and keeps the stronger.
+    data = PairwiseIIA(random_pairwise(np.random.default_rng(9), 3, 120, p_one=0.7), "abc")
+    solver = Solver(method="auto", time_limit=20, budget=100_000)
+    front = solver.frontier(data, [1.0, 0.9])
+    alone = solver.solve(data, 0.9)
+    swept = front.results[1]
+    check_partition(data.weights, swept.assignment, 0.9, "pairwise", "per-model")
+    assert swept.strength >= alone.strength == 94
+    assert "local search: 100,000 of 100,000 moves from" in swept.certificate.note
+    assert swept.certificate.note.count(" moves from ") == 2
+
+
+@pytest.mark.unit
+def test_a_bad_second_start_is_dropped_with_a_note():
+    from solver.pairwise_auto import solve_pairwise_auto
+
+    w = random_pairwise(np.random.default_rng(2), 2, 12)
+    a, cert = solve_pairwise_auto(
+        w,
+        0.9,
+        "per-model",
+        start=None,
+        solver="highs",
+        time_limit=5,
+        seed=0,
+        exact_max_inputs=0,
+        budget=1_000,
+        also_from=np.zeros(5, dtype=np.int64),
+    )
+    check_partition(w, a, 0.9, "pairwise", "per-model")
+    assert "second start dropped: shape (5,)" in cert.note
