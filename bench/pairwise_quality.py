@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import re
 import time
 from pathlib import Path
 
@@ -56,6 +57,10 @@ def main() -> None:
     for a in auto.results:
         if a.certificate.capped:
             print(f"note at {a.floor}: {a.certificate.note}")
+    for a in auto.results:  # what the local search reached from each of its starts
+        searched = re.search(r"local search: ([^;]*)", a.certificate.note)
+        if searched:
+            print(f"search at {a.floor}: {searched.group(1)}")
     missed = [a.floor for a in auto.results if a.strength < TARGETS.get(a.floor, 0)]
     print(f"targets missed at: {missed or 'none'}; total {time.perf_counter() - started:.0f} s")
     ratio = sum(auto.strengths) / max(1, sum(greedy.strengths))

@@ -106,8 +106,9 @@ class Solver:
         where both directions succeed, as "Bucketing the Good Apples"); "both" needs the
         pairwise tensor with weights in {0, ½, 1} and is applied to the data before any solve.
     budget : the deterministic work limit of "auto" per floor: annealing moves of the local
-        search (pairwise), branch-and-bound nodes of each MILP phase (per-input). None: a
-        default from the instance's size (pairwise: two annealing cycles, 2000·n·(M + 1)
+        search from each of its starts (pairwise: the greedy partition, the empty one, and in
+        a sweep the previous floor's), branch-and-bound nodes of each MILP phase (per-input).
+        None: a default from the instance's size (pairwise: two annealing cycles, 2000·n·(M + 1)
         moves each, and 16 times that on instances small enough for the exact program;
         per-input: 5000 nodes), never from the clock. The same seed and budget
         give the same partition on any machine unless the time limit cuts the work short,

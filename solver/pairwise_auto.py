@@ -25,7 +25,7 @@ from solver.pairwise_colgen import COLGEN_MAX_INPUTS, column_generation
 from solver.pairwise_enumerate import reduced_cost_proof
 from solver.pairwise_exact import solve_pairwise_exact
 from solver.pairwise_sdp import SDP_MAX_INPUTS, sdp_model_caps
-from solver.pairwise_search import default_moves, search_pairwise
+from solver.pairwise_search import default_moves, search_pairwise, search_pairwise_starts
 from solver.verify import screen_start
 
 BOUND_SHARE = 0.2  # of the time limit, at most BOUND_CAP seconds, goes to the upper bound
@@ -71,39 +71,6 @@ def _floor_one_caps(w: np.ndarray, time_limit: float, seed: int):
     return clique_caps(w, known, time_limit - (time.perf_counter() - t0))
 
 
-def _search_from_starts(w, floor, scope, starts, time_limit, seed, budget, bound, notes, capped):
-    """The strongest partition the local search reaches from each start given (None: no
-    such start), each run with the same seed and budget and what the time cap has left;
-    the notes say what each start gave."""
-    ends = time.perf_counter() + time_limit
-    stop_at = int(floor_bound(bound))
-    best: np.ndarray | None = None
-    reached = []
-    for start in [s for s in starts if s is not None]:
-        found = search_pairwise(
-            w,
-            floor,
-            scope,
-            start=start,
-            time_limit=max(ends - time.perf_counter(), 0.0),
-            seed=seed,
-            max_moves=budget,
-            stop_at=stop_at,
-        )
-        reached.append(
-            f"{found.moves:,} of {budget:,} moves from {_strength(start)}, "
-            f"{_strength(found.assignment)}"
-        )
-        if found.capped and "local search" not in capped:
-            capped.append("local search")
-        if best is None or _strength(found.assignment) > _strength(best):
-            best = found.assignment
-        if _strength(best) >= stop_at:
-            break  # the bound is met: no other start can do better
-    notes.append("local search: " + "; ".join(reached))
-    return best
-
-
 def _refine_seconds(bound_seconds: float) -> float:
     """The least time worth giving the bound LP a second time: twice the first one's."""
     return max(REFINE_MIN_SECONDS, 2.0 * bound_seconds)
@@ -123,11 +90,11 @@ def solve_pairwise_auto(
     also_from: np.ndarray | None = None,
 ) -> tuple[np.ndarray, Certificate]:
     """Return (assignment, certificate). ``start``: a partition to improve (checked first:
-    a bad one is dropped with a note); ``also_from``: a second feasible start the local
-    search runs from as well, with the same seed and budget, the stronger result kept (a
-    sweep passes the start a lone solve of this floor would use, so that the previous
-    floor's partition never steers the search below it); ``budget``: annealing moves of the
-    local search
+    a bad one is dropped with a note); ``also_from``: a second start the local search runs
+    from as well (a sweep passes the start a lone solve of this floor uses, so that the
+    previous floor's partition never steers the search below it); the search also runs from
+    the empty partition, each start with the same seed and budget, the strongest result kept
+    (``search_pairwise_starts``); ``budget``: annealing moves of the local search per start
     (None: ``default_moves``, ``SMALL_BUDGET_FACTOR`` times that on instances of at most
     ``exact_max_inputs``); ``time_limit``: seconds, a cap on all of it."""
     started = time.perf_counter()
@@ -161,10 +128,21 @@ def solve_pairwise_auto(
     # Strength is an integer: a start that reaches the floored bound is already optimal.
     if _strength(best) < floor_bound(bound):
         cap = max(left(), 0.0) * (SEARCH_SHARE_WHEN_EXACT if small else 1.0)
-        best = _search_from_starts(
-            w, floor, scope, [best, also_from], cap, seed, budget, bound, notes, capped
+        found = search_pairwise_starts(
+            w,
+            floor,
+            scope,
+            [best, also_from],
+            time_limit=cap,
+            seed=seed,
+            max_moves=budget,
+            stop_at=int(floor_bound(bound)),
         )
+        best = found.assignment
         parts = ["local search"]
+        notes.append(f"local search: {found.describe()}")
+        if found.capped:
+            capped.append("local search")
     # Column generation prices cells per model, and the bound LP bounds them, so both need
     # each cell to meet the floor on its own: per-model floors, or any scope at floor 1.
     priced = scope == "per-model" or floor >= 1.0 - TOL

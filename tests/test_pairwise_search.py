@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from solver.feasibility import SCOPES
-from solver.pairwise_search import improve_pairwise
+from solver.pairwise_search import improve_pairwise, search_pairwise, search_pairwise_starts
 
 
 def _instance(seed: int, n: int, M: int, p_one: float = 0.6) -> np.ndarray:
@@ -78,6 +78,31 @@ def test_feasible_and_not_weaker(scope: str, seed: int, n: int, M: int, floor: f
         assert _valid(w, a, floor, scope)
         if start is not None:
             assert (a >= 0).sum() >= (start >= 0).sum()
+
+
+@pytest.mark.unit
+def test_several_starts_keep_the_strongest_run() -> None:
+    w = _instance(4, 40, 3)
+    pair = _pair_start(w, 0.9)
+    found = search_pairwise_starts(
+        w, 0.9, starts=[pair, None, pair], time_limit=None, seed=3, max_moves=20_000
+    )
+    # the pair once (a duplicate runs once, None is no start), then the empty partition
+    assert [start for start, _ in found.runs] == [2, 0]
+    for start in (pair, None):
+        alone = search_pairwise(w, 0.9, start=start, time_limit=None, seed=3, max_moves=20_000)
+        assert (found.assignment >= 0).sum() >= (alone.assignment >= 0).sum()
+    assert (
+        max((run.assignment >= 0).sum() for _, run in found.runs) == (found.assignment >= 0).sum()
+    )
+    assert _valid(w, found.assignment, 0.9, "per-model")
+    assert found.describe().count(" in 20,000 of 20,000 moves") == 2 and not found.capped
+    # a result that reaches a proven bound ends the runs
+    first = (found.runs[0][1].assignment >= 0).sum()
+    stopped = search_pairwise_starts(
+        w, 0.9, starts=[pair], time_limit=None, seed=3, max_moves=20_000, stop_at=int(first)
+    )
+    assert len(stopped.runs) == 1
 
 
 @pytest.mark.unit
