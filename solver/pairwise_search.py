@@ -558,8 +558,9 @@ class StartsResult:
         return any(run.capped for _, run in self.runs)
 
     def describe(self) -> str:
-        """One line for a certificate's note (no semicolons, which part a note): what each
-        start led to, e.g. ``835 from 519 in 28,000,000 of 28,000,000 moves``."""
+        """One line for a certificate's note, without semicolons (they separate a note's
+        parts): what each start led to, e.g. ``835 from 519 in 28,000,000 of 28,000,000
+        moves``."""
         return ", ".join(
             f"{_strength(run.assignment)} from {start} in {run.moves:,} of {run.budget:,} moves"
             for start, run in self.runs
