@@ -630,8 +630,9 @@ class Solver:
             budget=self.budget,
             # a sweep's previous partition is a good start but may hold the search in its
             # basin (tests/test_api.py: 93 from it, 94 alone): the search also runs from the
-            # start a lone solve of this floor uses, so a sweep's search is never below a lone one
-            also_from=None if start is greedy else greedy,
+            # start a lone solve of this floor uses (once, where that is the start already),
+            # so a sweep's search is never below a lone one
+            also_from=greedy,
         )
 
     def _per_input(self, a, floor, warm_start) -> tuple[np.ndarray, Certificate]:

@@ -117,8 +117,6 @@ def solve_pairwise_auto(
     also_from, dropped = screen_start(w, also_from, floor, "pairwise", scope)
     if dropped:
         notes.append(dropped.replace("warm start", "second start"))
-    if also_from is not None and np.array_equal(also_from, best):
-        also_from = None  # one start, searched once
     bound_started = time.perf_counter()
     bound, how = pairwise_upper_bound(
         w, floor, scope, time_limit=min(BOUND_CAP, BOUND_SHARE * time_limit)
