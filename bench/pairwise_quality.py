@@ -2,7 +2,9 @@
 
 Every partition is verified by the solver before it is returned; this script re-checks each
 one independently and prints floor, greedy strength, auto strength, the proven bound, the
-gap and the seconds, then `strength_ratio_vs_greedy=<sum auto / sum greedy>` last.
+gap and the seconds; then the certificate's note for a floor the time cap cut short, how the
+floor-1 bound was reached (clique caps, shared inputs) and what the search reached from each
+start; `strength_ratio_vs_greedy=<sum auto / sum greedy>` last.
 
     python bench/pairwise_quality.py [--time-limit 60] [--floors 1.0,0.99,...]
 """
@@ -57,6 +59,10 @@ def main() -> None:
     for a in auto.results:
         if a.certificate.capped:
             print(f"note at {a.floor}: {a.certificate.note}")
+    for a in auto.results:  # how the floor-1 bound was reached (clique caps, shared inputs)
+        cliques = re.search(r"clique caps [^;]*(; shared inputs [^;]*)?", a.certificate.note)
+        if cliques and not a.certificate.capped:
+            print(f"cliques at {a.floor}: {cliques.group(0)}")
     for a in auto.results:  # what the local search reached from each of its starts
         searched = re.search(r"local search: ([^;]*)", a.certificate.note)
         if searched:

@@ -39,11 +39,17 @@ COLGEN_SHARE = 0.6  # of what is left after the search, on small instances
 SDP_SHARE_SMALL = 0.15  # of what the search left, on instances for the exact program
 SDP_SHARE = 0.7  # of what the search left, on larger ones (the rest: the bound LP)
 SDP_MIN_SECONDS = 3.0
-CLIQUE_SHARE = 0.5  # of what the search left, at floor 1, for the per-model clique caps
+# At floor 1, of the time limit, for the per-model clique caps and the shared-input bound:
+# shares of the limit, not of what the search left, since the searches run on branch budgets
+# (solver.pairwise_cliques) and a budget from the time left would differ between runs
+CLIQUE_SHARE = 0.4
 # past the SDP's size, a clique search given less than this proves little on dense models
 # and takes its time from the bound LP (at 20 s per floor on 1000 inputs: 888 against 878)
 CLIQUE_MIN_SECONDS = 8.0
 CAPS_SHARE = 0.5  # of the clique time for the caps; the rest counts shared inputs once
+# on instances too large for the exact program the shared-input bound gets at least this
+# share of the limit: the bound LP after it, given the caps, mostly ends at their sum
+SHARED_SHARE = 0.35
 ENUM_SHARE = 0.7  # of what column generation left, for the enumeration proof
 REFINE_MIN_SECONDS = 5.0  # a bound LP given less than this would not beat the first one
 
@@ -52,23 +58,27 @@ def _strength(assignment: np.ndarray) -> int:
     return int((assignment >= 0).sum())
 
 
-def _floor_one_caps(w: np.ndarray, time_limit: float, seed: int):
+def _floor_one_caps(w: np.ndarray, time_limit: float, seed: int, deadline: float):
     """Clique caps (solver.pairwise_cliques) from the search's largest cell of each model
-    alone: a large clique at hand lets the exact search prune from its first branch."""
-    t0 = time.perf_counter()
+    alone: a large clique at hand lets the exact search prune from its first branch. The
+    searches run on their budgets of moves and branches (``time_limit`` buys the branches),
+    ``deadline`` stops them regardless; returns the caps and whether it did."""
     M, n = w.shape[0], w.shape[1]
     known = []
+    timed_out = False
     for m in range(M):
         alone = search_pairwise(
             w[m : m + 1],
             1.0,
             "per-model",
-            time_limit=max(0.05, 0.2 * time_limit / M),
+            time_limit=max(0.05, deadline - time.perf_counter()),
             seed=seed,
             max_moves=default_moves(n, 1),
         )
+        timed_out = timed_out or alone.capped
         known.append(np.nonzero(alone.assignment == 0)[0])
-    return clique_caps(w, known, time_limit - (time.perf_counter() - t0))
+    caps = clique_caps(w, known, time_limit, deadline)
+    return caps, timed_out or caps.timed_out
 
 
 def _refine_seconds(bound_seconds: float) -> float:
@@ -146,7 +156,18 @@ def solve_pairwise_auto(
     priced = scope == "per-model" or floor >= 1.0 - TOL
     size_caps = None
     exact_caps = False  # every model's cap is its largest cell: the SDP cannot lower them
-    clique_time = CLIQUE_SHARE * max(left(), 0.0)
+    clique_time = CLIQUE_SHARE * time_limit
+
+    def clique_deadline() -> float:
+        # a guard, not a budget: the phases after it keep half of what is left, or on large
+        # instances the bound LP's least time where that is less (where the search took most
+        # of the limit, as with several cells per model, the guard stops the searches and the
+        # certificate says the time cut them short)
+        keep = 0.5 * max(left(), 0.0)
+        if not small:
+            keep = min(keep, _refine_seconds(bound_seconds))
+        return time.perf_counter() + max(left() - keep, 0.0)
+
     if (
         priced
         and floor >= 1.0 - TOL
@@ -155,8 +176,7 @@ def solve_pairwise_auto(
         and (n <= SDP_MAX_INPUTS or clique_time >= CLIQUE_MIN_SECONDS)
     ):
         # at floor 1 every cell is a clique: each model's maximum clique caps its cells
-        caps_until = time.perf_counter() + clique_time
-        caps = _floor_one_caps(w, CAPS_SHARE * clique_time, seed)
+        caps, late = _floor_one_caps(w, CAPS_SHARE * clique_time, seed, clique_deadline())
         size_caps = caps.caps
         exact_caps = bool(caps.proven.all())
         notes.append(
@@ -166,20 +186,20 @@ def solve_pairwise_auto(
         if min(n, int(caps.caps.sum())) < bound:
             bound = float(min(n, int(caps.caps.sum())))
             how = f"sum of per-model maximum-clique caps = {int(caps.caps.sum())}"
-        if not caps.proven.all():
+        if late:
             capped.append("clique caps")
         if _strength(best) < floor_bound(bound):
-            # the models' largest cliques share inputs: count those once. On instances too
-            # large for the exact program it also takes what the bound LP below would not
-            # need beyond its minimum (that LP, given the caps, mostly ends at their sum).
-            shared_time = caps_until - time.perf_counter()
+            # the models' largest cliques share inputs: count those once
+            shared_time = (1.0 - CAPS_SHARE) * clique_time
             if not small:
-                shared_time = max(shared_time, left() - _refine_seconds(bound_seconds))
-            shared = shared_input_bound(w, caps, max(0.0, shared_time))
+                shared_time = max(shared_time, SHARED_SHARE * time_limit)
+            shared = shared_input_bound(w, caps, shared_time, clique_deadline())
             notes.append(
                 f"shared inputs counted once: {shared.bound} with {shared.shared} shared "
                 f"({shared.rounds} rounds, {shared.dropped} taken back out, {shared.seconds:.1f}s)"
             )
+            if shared.timed_out:
+                capped.append("shared-input bound")
             if shared.bound < bound:
                 bound = float(shared.bound)
                 how = (

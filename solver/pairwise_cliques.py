@@ -13,6 +13,13 @@ colours bounds the clique they can add, and the branch holding the largest colou
 taken first. The search is resumable in chunks, so a deadline stops it between chunks; a
 search stopped early still proves the largest bound among its open branches (each open
 branch's clique plus its colour count), which is a valid cap, only a weaker one.
+
+Every search here runs under a budget of branches, not of seconds: a second of the time
+given buys ``BRANCHES_PER_SECOND`` branches, and each share (per model, per round, per
+check) is counted in the branches the searches before it took. So the caps and the bound
+are a function of the graphs and the time given alone, the same on any machine, as the
+local search's moves are. A hard deadline only guards the caller's time limit; a search it
+stops is reported (``timed_out``), since its result then depends on the machine's speed.
 """
 
 from __future__ import annotations
@@ -27,46 +34,53 @@ from solver.pairwise_bounds import _prepare, deficit_budget
 
 _CHUNK_NODES = 200_000  # branches per compiled call: the deadline is checked between calls
 _FIRST_CHUNK = 5_000  # the first call's branches; each next call doubles them up to the above
-RESERVE_SHARE = 0.05  # of clique_caps' time, kept for each model still to search
-GROW_SHARE = 0.6  # of shared_input_bound's time for growing U
-ROUND_SHARE = 0.05  # of shared_input_bound's time, the most one growing round may take
+# below the rate of the searches on the authors' 1000-input graphs on a 2-core machine
+# (200,000-570,000 branches a second on graphs of 400-1000 inputs, fewer on small ones)
+BRANCHES_PER_SECOND = 120_000
+RESERVE_SHARE = 0.05  # of clique_caps' branches, kept for each model still to search
+GROW_SHARE = 0.6  # of shared_input_bound's branches for growing U
+ROUND_SHARE = 0.05  # of shared_input_bound's branches, the most one growing round may take
 PROVE_SHARE = 0.5  # of what growing left, to search the best round's open terms again
-CHECK_SECONDS = (0.1, 0.5, 2.5)  # a shrink check's time in each pass (one input, one model)
+CHECK_BRANCHES = (20_000, 100_000, 500_000)  # a shrink check's branches in each pass
 
 
 @dataclass(frozen=True)
 class CliqueResult:
     """The largest clique found (input indices), and a proven cap on every clique's size:
-    ``upper == len(clique)`` when ``proven``."""
+    ``upper == len(clique)`` when ``proven``; ``nodes``: the branches searched;
+    ``timed_out``: the deadline, not the search or its branch budget, stopped it."""
 
     clique: np.ndarray
     upper: int
     proven: bool
     nodes: int
+    timed_out: bool = False
 
 
 @dataclass(frozen=True)
 class CliqueCaps:
     """Per-model caps on a floor-1 cell's size, whether each is exact, the largest clique
-    found for each model, and the seconds taken."""
+    found for each model, the seconds taken, and whether the deadline stopped a search."""
 
     caps: np.ndarray
     proven: np.ndarray
     cliques: list[np.ndarray]
     seconds: float
+    timed_out: bool = False
 
 
 @dataclass(frozen=True)
 class SharedInputBound:
     """The bound |U| + Σ_m cap(G_m − U) for the best round's U after the shrink, the size of
-    that U, the rounds grown, how many inputs the shrink took back out of U, and the seconds
-    taken (``shared_input_bound``)."""
+    that U, the rounds grown, how many inputs the shrink took back out of U, the seconds
+    taken and whether the deadline stopped a search (``shared_input_bound``)."""
 
     bound: int
     shared: int
     rounds: int
     dropped: int
     seconds: float
+    timed_out: bool = False
 
 
 def _bitsets(adj: np.ndarray) -> np.ndarray:
@@ -189,6 +203,7 @@ def max_clique(
     known: np.ndarray | None = None,
     beyond: int = 0,
     enough: int = 0,
+    branches: int | None = None,
 ) -> CliqueResult:
     """A maximum clique of the graph ``adj`` (bool [n, n], symmetric; the diagonal is
     ignored), searched until ``deadline`` (``time.perf_counter()`` seconds). ``known``: a
@@ -197,7 +212,9 @@ def max_clique(
     reported is ``beyond`` itself (the question asked is only whether ω exceeds it).
     ``enough``: stop at the first clique found of at least this size that is larger than
     ``known`` and ``beyond`` (0: search to the end); the result is then not proven, and its
-    cap is the larger of that clique and the open branches' bound."""
+    cap is the larger of that clique and the open branches' bound. ``branches``: the most
+    branches to search (None: no budget, the deadline alone); a search its budget stops
+    ends at the same branch on any machine."""
     adj = np.asarray(adj, dtype=bool)
     n = adj.shape[0]
     if adj.shape != (n, n) or not np.array_equal(adj, adj.T):
@@ -231,13 +248,20 @@ def max_clique(
     pos[0] = n - 1
     floor = max(len(known), beyond, 1)  # the search records only cliques larger than this
     state = np.array([0, floor, 0], dtype=np.int64)
-    done = False
+    done = timed_out = False
     chunk = _FIRST_CHUNK  # short searches (shrink checks) overrun their deadline by less
-    while not done and time.perf_counter() < deadline:
+    while not done:
         if enough and floor < state[1] >= enough:  # the search's own clique answers it
             break
+        if branches is not None and state[2] >= branches:
+            break
+        if time.perf_counter() >= deadline:
+            timed_out = True
+            break
+        # the budget's last call takes only what is left: the stop does not depend on speed
+        step = chunk if branches is None else min(chunk, branches - int(state[2]))
         done = _search_chunk(
-            bits, cands, orders, bounds, pos, size, clique, best, state, chunk, enough
+            bits, cands, orders, bounds, pos, size, clique, best, state, step, enough
         )
         chunk = min(2 * chunk, _CHUNK_NODES)
     if state[1] > floor:  # best holds a clique of the search's own
@@ -251,20 +275,33 @@ def max_clique(
         for d in range(int(state[0]) + 1):
             if pos[d] >= 0:
                 upper = max(upper, d + int(bounds[d, pos[d]]))
-    return CliqueResult(result, int(upper), bool(done), int(state[2]))
+    return CliqueResult(result, int(upper), bool(done), int(state[2]), timed_out and not done)
 
 
-def clique_caps(w: np.ndarray, known: list[np.ndarray] | None, time_limit: float) -> CliqueCaps:
+def _budget(time_limit: float) -> int:
+    """The branches ``time_limit`` seconds buy (module docstring)."""
+    return int(BRANCHES_PER_SECOND * max(float(time_limit), 0.0))
+
+
+def clique_caps(
+    w: np.ndarray,
+    known: list[np.ndarray] | None,
+    time_limit: float,
+    deadline: float | None = None,
+) -> CliqueCaps:
     """Per-model caps on the size of a cell that meets floor 1: the maximum clique of each
     model's graph of pairs that fit the floor's deficit budget (module docstring).
     ``known[m]``: a cell of model m at hand, the search's starting point (the caps never
-    depend on it, only how soon they are proven).
+    depend on it, only how soon they are proven). ``time_limit`` buys the searches' branch
+    budget; ``deadline`` (``time.perf_counter()`` seconds; None: ``time_limit`` from now)
+    stops them regardless.
 
     The models go in order of the gap between their first colouring bound and the clique at
     hand (the smaller the gap, the sooner a search tends to close it), and each may use all
-    the time left less ``RESERVE_SHARE`` of ``time_limit`` for each model after it: the
+    the branches left less ``RESERVE_SHARE`` of the budget for each model after it: the
     dense models whose search would not finish in any share do not starve the others."""
     t0 = time.perf_counter()
+    deadline = t0 + time_limit if deadline is None else deadline
     w = _prepare(w)
     M, n, _ = w.shape
     caps = np.full(M, n, dtype=np.int64)
@@ -279,13 +316,15 @@ def clique_caps(w: np.ndarray, known: list[np.ndarray] | None, time_limit: float
             inside = graphs[m][np.ix_(cell, cell)] | np.eye(len(cell), dtype=bool)
             start = cell if inside.all() else None  # not a floor-1 cell: no hint
         starts.append(start)
-        first = max_clique(graphs[m], 0.0, start)  # the root's colouring bound alone
+        first = max_clique(graphs[m], np.inf, start, branches=0)  # the root's colouring alone
         gaps.append(first.upper - (0 if start is None else len(start)))
-    found = _search_models(graphs, [w[m].tobytes() for m in range(M)], starts, gaps, time_limit)
+    keys = [w[m].tobytes() for m in range(M)]
+    found, _ = _search_models(graphs, keys, starts, gaps, _budget(time_limit), deadline)
     for m, result in enumerate(found):
         caps[m], proven[m] = result.upper, result.proven
     cliques = [result.clique for result in found]
-    return CliqueCaps(np.minimum(caps, n), proven, cliques, time.perf_counter() - t0)
+    timed_out = any(result.timed_out for result in found)
+    return CliqueCaps(np.minimum(caps, n), proven, cliques, time.perf_counter() - t0, timed_out)
 
 
 def floor_one_graphs(w: np.ndarray) -> list[np.ndarray]:
@@ -296,24 +335,29 @@ def floor_one_graphs(w: np.ndarray) -> list[np.ndarray]:
     return [(1.0 - w_m) <= budget for w_m in w]
 
 
-def _search_models(graphs, keys, starts, gaps, time_limit: float) -> list[CliqueResult]:
-    """``max_clique`` of each graph in order of ``gaps``, each allowed what is left less
-    ``RESERVE_SHARE`` of ``time_limit`` for each graph after it; equal keys searched once."""
-    t0 = time.perf_counter()
+def _search_models(
+    graphs, keys, starts, gaps, branches: int, deadline: float
+) -> tuple[list[CliqueResult], int]:
+    """``max_clique`` of each graph in order of ``gaps``, each allowed the branches left less
+    ``RESERVE_SHARE`` of ``branches`` for each graph after it; equal keys searched once.
+    Returns the results and the branches they took."""
     M = len(graphs)
     out: list[CliqueResult | None] = [None] * M
     solved: dict[bytes, CliqueResult] = {}  # copies of one model are searched once
+    used = 0
     for i, m in enumerate(np.argsort(gaps, kind="stable")):
         if keys[m] not in solved:
-            reserve = RESERVE_SHARE * time_limit * (M - 1 - i)
-            share = time_limit - (time.perf_counter() - t0) - reserve
-            deadline = time.perf_counter() + max(share, 0.0)
-            solved[keys[m]] = max_clique(graphs[m], deadline, starts[m])
+            reserve = int(RESERVE_SHARE * branches) * (M - 1 - i)
+            share = max(branches - used - reserve, 0)
+            solved[keys[m]] = max_clique(graphs[m], deadline, starts[m], branches=share)
+            used += solved[keys[m]].nodes
         out[m] = solved[keys[m]]
-    return out
+    return out, used
 
 
-def shared_input_bound(w: np.ndarray, caps: CliqueCaps, time_limit: float) -> SharedInputBound:
+def shared_input_bound(
+    w: np.ndarray, caps: CliqueCaps, time_limit: float, deadline: float | None = None
+) -> SharedInputBound:
     """A floor-1 bound that counts the inputs the models' largest cells share only once.
     For any set U of inputs, strength <= |U| + Σ_m ω(G_m − U): the cells are disjoint, so
     together they hold at most |U| inputs of U, and each cell's inputs outside U form a
@@ -321,11 +365,13 @@ def shared_input_bound(w: np.ndarray, caps: CliqueCaps, time_limit: float) -> Sh
     gives a valid term). U starts empty (the bound Σ caps), and each round adds the inputs
     that two or more models' largest cliques claim, as the per-input bound of
     solver.per_input_bounds does, until no input is claimed twice or ``GROW_SHARE`` of the
-    time is spent; the best round's terms that its searches left open are searched again
-    (``PROVE_SHARE`` of the rest), and its U is then shrunk (``_shrink_shared``).
-    Growing adds whole sets at once, so the best round's U holds inputs that no model's
-    largest clique needs any longer."""
+    branch budget (``time_limit``'s, as in ``clique_caps``) is spent; the best round's terms
+    that its searches left open are searched again (``PROVE_SHARE`` of the rest), and its U
+    is then shrunk (``_shrink_shared``) with what is left. Growing adds whole sets at once,
+    so the best round's U holds inputs that no model's largest clique needs any longer."""
     t0 = time.perf_counter()
+    deadline = t0 + time_limit if deadline is None else deadline
+    budget = _budget(time_limit)
     w = _prepare(w)
     M, n, _ = w.shape
     graphs = floor_one_graphs(w)
@@ -335,9 +381,10 @@ def shared_input_bound(w: np.ndarray, caps: CliqueCaps, time_limit: float) -> Sh
     best = int(min(n, last.sum()))
     cliques = list(caps.cliques)
     best_shared, best_terms, best_cliques = shared, last, cliques
-    rounds = 0
-    grow_limit = GROW_SHARE * time_limit
-    while time.perf_counter() - t0 < grow_limit:
+    rounds = used = 0
+    timed_out = False
+    grow = int(GROW_SHARE * budget)
+    while used < grow and not timed_out:
         claims = np.zeros(n, dtype=np.int64)
         for m in range(M):
             if keys[m] not in keys[:m]:  # the copies of one model (cells per model) claim once
@@ -353,9 +400,11 @@ def shared_input_bound(w: np.ndarray, caps: CliqueCaps, time_limit: float) -> Sh
         sizes = [len(c) for c in cliques]  # the dense models last, as in clique_caps
         # each round half of what is left, and at most ROUND_SHARE of the whole: the graphs
         # shrink, so later rounds need less, and the first rounds' dense models seldom close
-        # in any share (the best round's open terms get their own time below)
-        round_time = min(0.5 * (grow_limit - (time.perf_counter() - t0)), ROUND_SHARE * time_limit)
-        found = _search_models(sub, keys, starts, sizes, round_time)
+        # in any share (the best round's open terms get their own branches below)
+        share = min((grow - used) // 2, int(ROUND_SHARE * budget))
+        found, took = _search_models(sub, keys, starts, sizes, share, deadline)
+        used += took
+        timed_out = any(r.timed_out for r in found)
         rounds += 1
         # U only grows, so each model's term from an earlier round still caps this one's
         last = np.minimum([r.upper for r in found], last)
@@ -365,41 +414,57 @@ def shared_input_bound(w: np.ndarray, caps: CliqueCaps, time_limit: float) -> Sh
             best, best_shared, best_terms, best_cliques = total, shared, last, cliques
     dropped = 0
     if best_shared.any():
-        share = PROVE_SHARE * (time_limit - (time.perf_counter() - t0))
-        best_terms = _close_open_terms(graphs, keys, best_shared, best_terms, best_cliques, share)
+        share = int(PROVE_SHARE * max(budget - used, 0))
+        best_terms, took, late = _close_open_terms(
+            graphs, keys, best_shared, best_terms, best_cliques, share, deadline
+        )
+        used += took
         best = int(best_shared.sum()) + int(best_terms.sum())
-        deadline = t0 + time_limit
-        kept = _shrink_shared(graphs, keys, best_shared, best_terms, deadline)
+        kept, late_shrink = _shrink_shared(
+            graphs, keys, best_shared, best_terms, max(budget - used, 0), deadline
+        )
+        timed_out = timed_out or late or late_shrink
         dropped = int(best_shared.sum() - kept.sum())
         best -= dropped
     return SharedInputBound(
-        min(best, n), int(best_shared.sum()) - dropped, rounds, dropped, time.perf_counter() - t0
+        min(best, n),
+        int(best_shared.sum()) - dropped,
+        rounds,
+        dropped,
+        time.perf_counter() - t0,
+        timed_out,
     )
 
 
-def _close_open_terms(graphs, keys, shared, terms, cliques, time_limit: float) -> np.ndarray:
+def _close_open_terms(
+    graphs, keys, shared, terms, cliques, branches: int, deadline: float
+) -> tuple[np.ndarray, int, bool]:
     """Each model's term for G_m − U, searched again where it exceeds the clique at hand
     (``cliques``: one per model, inputs outside U): a growing round's search on the dense
     models is mostly cut short, and the best round's U leaves fewer inputs, where it often
-    closes at once. Returns the terms, each the smaller of the old and the new cap."""
+    closes at once. Returns the terms, each the smaller of the old and the new cap, the
+    branches taken, and whether the deadline stopped a search."""
     open_ = [m for m in range(len(graphs)) if terms[m] > len(cliques[m])]
     terms = np.array(terms, dtype=np.int64)
-    if not open_ or time_limit <= 0:
-        return terms
+    if not open_ or branches <= 0:
+        return terms, 0, False
     keep = np.nonzero(~shared)[0]
-    again = _search_models(
+    again, used = _search_models(
         [graphs[m][np.ix_(keep, keep)] for m in open_],
         [keys[m] for m in open_],
         [np.searchsorted(keep, cliques[m]) for m in open_],
         [terms[m] - len(cliques[m]) for m in open_],
-        time_limit,
+        branches,
+        deadline,
     )
     for m, result in zip(open_, again, strict=True):
         terms[m] = min(terms[m], result.upper)
-    return terms
+    return terms, used, any(result.timed_out for result in again)
 
 
-def _shrink_shared(graphs, keys, shared, terms, deadline: float) -> np.ndarray:
+def _shrink_shared(
+    graphs, keys, shared, terms, branches: int, deadline: float
+) -> tuple[np.ndarray, bool]:
     """Take inputs back out of U where no term grows: with u back, G_m − U gains only u, so
     ω(G_m − U + u) <= max(ω(G_m − U), 1 + ω(N_m(u) − U)); u leaves U (the bound falls by
     one) when no model's neighbourhood of u outside U holds a clique as large as its term.
@@ -407,30 +472,35 @@ def _shrink_shared(graphs, keys, shared, terms, deadline: float) -> np.ndarray:
     (their checks are the smallest and the likeliest to pass), and each input's models in
     order of how many inputs their checks kept so far. A check stops at the first clique as
     large as the term, which keeps u in U for good (U only shrinks, so the clique stays
-    outside it). A check that runs out of its time keeps u for this pass only: each pass
-    gives one time of ``CHECK_SECONDS`` per check, the next pass retries those inputs with
-    the next time, so a short limit spends itself on the first pass (on the authors' graphs
-    most such checks end in a clique when given longer)."""
+    outside it). A check that runs out of its branches keeps u for this pass only: each pass
+    gives one budget of ``CHECK_BRANCHES`` per check, the next pass retries those inputs
+    with the next, so a small budget spends itself on the first pass (on the authors' graphs
+    most such checks end in a clique when given more). All checks together take at most
+    ``branches``. Returns the new U and whether the deadline stopped a check."""
     shared = shared.copy()
     unique = [m for m in range(len(graphs)) if keys[m] not in keys[:m]]
     degree = sum(graphs[m][:, ~shared].sum(axis=1) for m in unique)
     kept = {m: 0 for m in unique}  # inputs each model's check kept in U so far
     retry = sorted(np.nonzero(shared)[0], key=lambda v: degree[v])
-    for seconds in CHECK_SECONDS:
+    for allowed in CHECK_BRANCHES:
         undecided = []
         for u in retry:
+            if branches <= 0:
+                return shared, False
             if time.perf_counter() >= deadline:
-                return shared
+                return shared, True
             leaves = True
             for m in sorted(unique, key=lambda m: -kept[m]):  # the likeliest to keep u first
                 near = np.nonzero(graphs[m][u] & ~shared)[0]
                 near = near[near != u]
                 if len(near) < terms[m]:
                     continue  # too few neighbours for a clique of terms[m] beside u
-                check = min(deadline, time.perf_counter() + seconds)
                 term = int(terms[m])  # one clique of this size in the neighbourhood keeps u
                 adj = graphs[m][np.ix_(near, near)]
-                result = max_clique(adj, check, beyond=term - 1, enough=term)
+                result = max_clique(
+                    adj, deadline, beyond=term - 1, enough=term, branches=min(allowed, branches)
+                )
+                branches -= result.nodes
                 if result.upper >= term:
                     leaves = False
                     if len(result.clique) >= term:
@@ -441,4 +511,4 @@ def _shrink_shared(graphs, keys, shared, terms, deadline: float) -> np.ndarray:
             if leaves:
                 shared[u] = False
         retry = undecided
-    return shared
+    return shared, False

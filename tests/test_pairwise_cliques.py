@@ -99,7 +99,10 @@ def _models_and_shared(seed: int, n: int, M: int):
 @given(seed=st.integers(0, 10_000), n=st.integers(2, 40), M=st.integers(1, 3))
 def test_shrinking_the_shared_set_keeps_every_term_a_cap(seed, n, M):
     graphs, keys, shared, terms = _models_and_shared(seed, n, M)
-    kept = _shrink_shared(graphs, keys, shared, np.array(terms), time.perf_counter() + 60)
+    kept, late = _shrink_shared(
+        graphs, keys, shared, np.array(terms), 10**9, time.perf_counter() + 60
+    )
+    assert not late
     assert not (kept & ~shared).any()  # inputs only leave U
     rest = np.nonzero(~kept)[0]
     for g, term in zip(graphs, terms, strict=True):  # |U| fell, and no term grew
@@ -113,10 +116,13 @@ def test_open_terms_searched_again_close_at_omega_outside_u(seed, n, M):
     graphs, keys, shared, omegas = _models_and_shared(seed, n, M)
     # loose terms (n) and one input outside U each as the clique at hand: every term is open
     cliques = [np.nonzero(~shared)[0][:1] for _ in graphs]
-    terms = _close_open_terms(graphs, keys, shared, np.full(M, n), cliques, 60.0)
-    assert list(terms) == omegas
+    deadline = time.perf_counter() + 60
+    terms, _, late = _close_open_terms(
+        graphs, keys, shared, np.full(M, n), cliques, 10**9, deadline
+    )
+    assert list(terms) == omegas and not late
     # searched again from exact terms: each stays as it is
-    again = _close_open_terms(graphs, keys, shared, terms, cliques, 60.0)
+    again, _, _ = _close_open_terms(graphs, keys, shared, terms, cliques, 10**9, deadline)
     assert list(again) == omegas
 
 
@@ -209,3 +215,47 @@ def test_counting_shared_inputs_once_beats_the_sum_of_caps():
     assert shared.bound == 7 + 1 + 2
     optimum, _ = brute_force(w, 1.0)
     assert optimum == 10
+
+
+@pytest.mark.unit
+def test_a_branch_budget_stops_the_search_at_the_same_branch_every_time():
+    a = _graph(5, 300, 0.7)  # a dense graph whose search takes far more than the budget
+    runs = [max_clique(a, time.perf_counter() + 60, branches=30_000) for _ in range(2)]
+    for found in runs:
+        assert found.nodes == 30_000 and not found.proven and not found.timed_out
+        assert _is_clique(a, found.clique) and found.upper > len(found.clique)
+    assert runs[0].upper == runs[1].upper
+    assert np.array_equal(runs[0].clique, runs[1].clique)
+    # the deadline alone stops it: reported, as its result depends on the machine's speed
+    late = max_clique(a, time.perf_counter() - 1.0, branches=30_000)
+    assert late.timed_out and late.nodes == 0 and late.upper >= runs[0].upper
+
+
+@pytest.mark.integration
+def test_caps_and_the_shared_input_bound_repeat_under_their_branch_budgets():
+    # three dense models on 300 inputs: 0.2 s of budget (40,000 branches) closes no cap,
+    # so where each search stops decides the caps and the bound; a generous deadline
+    # leaves that to the budgets alone
+    rng = np.random.default_rng(3)
+    w = np.stack(
+        [np.where(_graph(m, 300, 0.75), 1.0, rng.choice([0.0, 0.5], (300, 300))) for m in range(3)]
+    )
+    w = np.minimum(w, np.transpose(w, (0, 2, 1)))  # symmetric, as the bound reads pairs
+    for m in range(3):
+        np.fill_diagonal(w[m], 0.0)
+    runs = []
+    for _ in range(2):
+        deadline = time.perf_counter() + 600
+        caps = clique_caps(w, None, 0.2, deadline)
+        shared = shared_input_bound(w, caps, 0.2, deadline)
+        runs.append((caps, shared))
+    (caps, shared), (caps2, shared2) = runs
+    assert not caps.proven.any() and not caps.timed_out and not shared.timed_out
+    assert np.array_equal(caps.caps, caps2.caps)
+    assert (shared.bound, shared.shared, shared.rounds, shared.dropped) == (
+        shared2.bound,
+        shared2.shared,
+        shared2.rounds,
+        shared2.dropped,
+    )
+    assert shared.bound <= min(300, int(caps.caps.sum()))
