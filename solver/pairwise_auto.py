@@ -173,7 +173,9 @@ def solve_pairwise_auto(
         and floor >= 1.0 - TOL
         and _strength(best) < floor_bound(bound)
         and left() > 1.0
-        and (n <= SDP_MAX_INPUTS or clique_time >= CLIQUE_MIN_SECONDS)
+        # past the SDP's size, only where both the budget and half of the time left come to
+        # CLIQUE_MIN_SECONDS: the guard would stop searches that the time left cannot hold
+        and (n <= SDP_MAX_INPUTS or min(clique_time, 0.5 * left()) >= CLIQUE_MIN_SECONDS)
     ):
         # at floor 1 every cell is a clique: each model's maximum clique caps its cells
         caps, late = _floor_one_caps(w, CAPS_SHARE * clique_time, seed, clique_deadline())
