@@ -34,8 +34,9 @@ from solver.pairwise_bounds import _prepare, deficit_budget
 
 _CHUNK_NODES = 200_000  # branches per compiled call: the deadline is checked between calls
 _FIRST_CHUNK = 5_000  # the first call's branches; each next call doubles them up to the above
-# below the rate of the searches on the authors' 1000-input graphs on a 2-core machine
-# (200,000-570,000 branches a second on graphs of 400-1000 inputs, fewer on small ones)
+# the branches a second of the time given buys: about the searches' rate on the authors'
+# 1000-input graphs on a 2-core machine (100,000-570,000 a second by graph size), taken low
+# so that on such a machine the budgets, not the deadline, end the searches
 BRANCHES_PER_SECOND = 120_000
 RESERVE_SHARE = 0.05  # of clique_caps' branches, kept for each model still to search
 GROW_SHARE = 0.6  # of shared_input_bound's branches for growing U
