@@ -25,7 +25,12 @@ from solver.pairwise_colgen import COLGEN_MAX_INPUTS, column_generation
 from solver.pairwise_enumerate import reduced_cost_proof
 from solver.pairwise_exact import solve_pairwise_exact
 from solver.pairwise_sdp import SDP_MAX_INPUTS, sdp_model_caps
-from solver.pairwise_search import default_moves, search_pairwise, search_pairwise_starts
+from solver.pairwise_search import (
+    default_moves,
+    search_pairwise,
+    search_pairwise_starts,
+    strength,
+)
 from solver.verify import screen_start
 
 BOUND_SHARE = 0.2  # of the time limit, at most BOUND_CAP seconds, goes to the upper bound
@@ -52,10 +57,6 @@ CAPS_SHARE = 0.5  # of the clique time for the caps; the rest counts shared inpu
 SHARED_SHARE = 0.35
 ENUM_SHARE = 0.7  # of what column generation left, for the enumeration proof
 REFINE_MIN_SECONDS = 5.0  # a bound LP given less than this would not beat the first one
-
-
-def _strength(assignment: np.ndarray) -> int:
-    return int((assignment >= 0).sum())
 
 
 def _floor_one_caps(w: np.ndarray, time_limit: float, seed: int, deadline: float):
@@ -134,7 +135,7 @@ def solve_pairwise_auto(
     bound_seconds = time.perf_counter() - bound_started
     parts = ["start"]
     # Strength is an integer: a start that reaches the floored bound is already optimal.
-    if _strength(best) < floor_bound(bound):
+    if strength(best) < floor_bound(bound):
         cap = max(left(), 0.0) * (SEARCH_SHARE_WHEN_EXACT if small else 1.0)
         found = search_pairwise_starts(
             w,
@@ -171,7 +172,7 @@ def solve_pairwise_auto(
     if (
         priced
         and floor >= 1.0 - TOL
-        and _strength(best) < floor_bound(bound)
+        and strength(best) < floor_bound(bound)
         and left() > 1.0
         # past the SDP's size, only where both the budget and half of the time left come to
         # CLIQUE_MIN_SECONDS: the guard would stop searches that the time left cannot hold
@@ -190,7 +191,7 @@ def solve_pairwise_auto(
             how = f"sum of per-model maximum-clique caps = {int(caps.caps.sum())}"
         if late:
             capped.append("clique caps")
-        if _strength(best) < floor_bound(bound):
+        if strength(best) < floor_bound(bound):
             # the models' largest cliques share inputs: count those once
             shared_time = (1.0 - CAPS_SHARE) * clique_time
             if not small:
@@ -208,7 +209,7 @@ def solve_pairwise_auto(
                     f"{shared.shared} inputs counted once plus each model's maximum clique "
                     f"without them = {shared.bound}"
                 )
-    if priced and n <= SDP_MAX_INPUTS and not exact_caps and _strength(best) < floor_bound(bound):
+    if priced and n <= SDP_MAX_INPUTS and not exact_caps and strength(best) < floor_bound(bound):
         # per-model cell-size caps from the SDP: the bound itself for one model, and
         # smaller size tables for column generation, the exact program and the bound LP
         share = (SDP_SHARE_SMALL if small else SDP_SHARE) * max(left(), 0.0)
@@ -232,7 +233,7 @@ def solve_pairwise_auto(
                 how = f"sum of per-model cell-size caps (doubly non-negative SDP) = {caps.bound}"
             if not caps.finished:
                 capped.append("SDP size caps")
-    if small and priced and n <= COLGEN_MAX_INPUTS and _strength(best) < floor_bound(bound):
+    if small and priced and n <= COLGEN_MAX_INPUTS and strength(best) < floor_bound(bound):
         if left() > 1.0:
             cg = column_generation(
                 w,
@@ -242,7 +243,7 @@ def solve_pairwise_auto(
                 seed=seed,
                 size_caps=size_caps,
             )
-            if cg.strength > _strength(best):
+            if cg.strength > strength(best):
                 best = cg.assignment
             notes.append(
                 f"column generation: bound {cg.bound:.2f}, a partition of {cg.strength} "
@@ -254,7 +255,7 @@ def solve_pairwise_auto(
             if cg.capped:
                 capped.append("column generation")
             parts.append("column generation")
-            if cg.multipliers is not None and _strength(best) < floor_bound(bound):
+            if cg.multipliers is not None and strength(best) < floor_bound(bound):
                 # the column-generation multipliers leave few cells that could beat the best
                 # partition: enumerate them, and pack them exactly
                 sizes, _ = size_structure(w, floor, caps=size_caps)
@@ -264,7 +265,7 @@ def solve_pairwise_auto(
                     floor,
                     cg.multipliers,
                     cg.pricing_bounds,
-                    _strength(best),
+                    strength(best),
                     largest,
                     ENUM_SHARE * left(),
                 )
@@ -306,7 +307,7 @@ def solve_pairwise_auto(
                 notes.append(f"cell enumeration: {state}, {proof.seconds:.1f}s")
         else:
             capped.append("column generation (no time left)")
-    if small and _strength(best) < floor_bound(bound):
+    if small and strength(best) < floor_bound(bound):
         if left() > 1.0:
             exact, cert = solve_pairwise_exact(
                 w,
@@ -320,7 +321,7 @@ def solve_pairwise_auto(
             )
             # Only a strictly stronger partition replaces the search's: ties keep the
             # search's answer, which the seed and budget alone determine.
-            if _strength(exact) > _strength(best):
+            if strength(exact) > strength(best):
                 best = exact
             if cert.bound is not None and cert.bound < bound:
                 bound, how = cert.bound, f"exact program ({cert.solver}, {cert.status})"
@@ -335,7 +336,7 @@ def solve_pairwise_auto(
     if (
         not small
         and bound < n - 0.5
-        and _strength(best) < floor_bound(bound)
+        and strength(best) < floor_bound(bound)
         and left() > _refine_seconds(bound_seconds)
         and priced
     ):
@@ -357,7 +358,7 @@ def solve_pairwise_auto(
     return best, Certificate.build(
         method="auto",
         solver=" + ".join(parts),
-        objective=_strength(best),
+        objective=strength(best),
         bound=bound,
         seconds=time.perf_counter() - started,
         note="; ".join(notes),

@@ -65,7 +65,8 @@ class SearchResult:
     capped: bool
 
 
-def _strength(assignment: np.ndarray) -> int:
+def strength(assignment: np.ndarray) -> int:
+    """The inputs a partition explains (those not left to the fallback)."""
     return int((assignment >= 0).sum())
 
 
@@ -540,7 +541,7 @@ def search_pairwise(
         best_a[:] = a
 
     result = best_a.copy()
-    if int((result >= 0).sum()) < int((base >= 0).sum()) or not _feasible(w, result, floor, scope):
+    if strength(result) < strength(base) or not _feasible(w, result, floor, scope):
         result = base
     return SearchResult(result, done, budget, capped)
 
@@ -562,7 +563,7 @@ class StartsResult:
         parts): what each start led to, e.g. ``835 from 519 in 28,000,000 of 28,000,000
         moves``."""
         return ", ".join(
-            f"{_strength(run.assignment)} from {start} in {run.moves:,} of {run.budget:,} moves"
+            f"{strength(run.assignment)} from {start} in {run.moves:,} of {run.budget:,} moves"
             for start, run in self.runs
         )
 
@@ -608,9 +609,9 @@ def search_pairwise_starts(
             max_moves=max_moves,
             stop_at=stop_at,
         )
-        runs.append((_strength(start), found))
-        if best is None or _strength(found.assignment) > _strength(best):
+        runs.append((strength(start), found))
+        if best is None or strength(found.assignment) > strength(best):
             best = found.assignment
-        if stop_at is not None and _strength(best) >= stop_at:
+        if stop_at is not None and strength(best) >= stop_at:
             break  # a proven bound is met: no other start can do better
     return StartsResult(best, runs)
