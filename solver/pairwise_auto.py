@@ -41,8 +41,14 @@ SEARCH_SHARE_WHEN_EXACT = 0.3  # on small instances the search's time cap is thi
 # (bench/RESULTS.md, section 3)
 SMALL_BUDGET_FACTOR = 16
 COLGEN_SHARE = 0.6  # of what is left after the search, on small instances
-SDP_SHARE_SMALL = 0.15  # of what the search left, on instances for the exact program
-SDP_SHARE = 0.7  # of what the search left, on larger ones (the rest: the bound LP)
+# The SDP size caps run on budgets of SCS iterations (solver.pairwise_sdp), bought by a share
+# of the limit less the shares the bound and the clique searches had (the same every run, as
+# the time the search left is not): on instances for the exact program, and on larger ones
+# (the rest: the bound LP). The guard stops them where they would take more than SDP_GUARD of
+# the time left.
+SDP_SHARE_SMALL = 0.15
+SDP_SHARE = 0.8
+SDP_GUARD = 0.85
 SDP_MIN_SECONDS = 3.0
 # At floor 1, of the time limit, for the per-model clique caps and the shared-input bound:
 # shares of the limit, not of what the search left, since the searches run on branch budgets
@@ -129,9 +135,8 @@ def solve_pairwise_auto(
     if dropped:
         notes.append(dropped.replace("warm start", "second start"))
     bound_started = time.perf_counter()
-    bound, how = pairwise_upper_bound(
-        w, floor, scope, time_limit=min(BOUND_CAP, BOUND_SHARE * time_limit)
-    )
+    budgeted = min(BOUND_CAP, BOUND_SHARE * time_limit)  # the shares earlier phases were given
+    bound, how = pairwise_upper_bound(w, floor, scope, time_limit=budgeted)
     bound_seconds = time.perf_counter() - bound_started
     parts = ["start"]
     # Strength is an integer: a start that reaches the floored bound is already optimal.
@@ -179,6 +184,7 @@ def solve_pairwise_auto(
         and (n <= SDP_MAX_INPUTS or min(clique_time, 0.5 * left()) >= CLIQUE_MIN_SECONDS)
     ):
         # at floor 1 every cell is a clique: each model's maximum clique caps its cells
+        budgeted += clique_time
         caps, late = _floor_one_caps(w, CAPS_SHARE * clique_time, seed, clique_deadline())
         size_caps = caps.caps
         exact_caps = bool(caps.proven.all())
@@ -212,26 +218,29 @@ def solve_pairwise_auto(
     if priced and n <= SDP_MAX_INPUTS and not exact_caps and strength(best) < floor_bound(bound):
         # per-model cell-size caps from the SDP: the bound itself for one model, and
         # smaller size tables for column generation, the exact program and the bound LP
-        share = (SDP_SHARE_SMALL if small else SDP_SHARE) * max(left(), 0.0)
+        share = (SDP_SHARE_SMALL if small else SDP_SHARE) * max(time_limit - budgeted, 0.0)
         # a small instance's SDPs take a fraction of a second each: a short limit still
         # leaves them a few seconds
         if small:
             share = max(share, min(SDP_MIN_SECONDS, 0.5 * max(left(), 0.0)))
-        if share > 0.5:
+        if share > 0.5 and left() > 0.5:
             known = np.array([(best == m).sum() for m in range(M)])
             sizes = None if size_caps is None else size_structure(w, floor, caps=size_caps)[0]
-            caps = sdp_model_caps(w, floor, known, share, sizes=sizes)
+            guard = time.perf_counter() + SDP_GUARD * max(left(), 0.0)
+            caps = sdp_model_caps(w, floor, known, share, sizes=sizes, deadline=guard)
             size_caps = caps.caps if size_caps is None else np.minimum(size_caps, caps.caps)
-            proven = sum(len(t) for t in caps.tests)
+            solves = sum(len(t) for t in caps.tests)
+            iterations = sum(c.iterations for t in caps.tests for c in t)
+            ended = ", budget spent" if not (caps.finished or caps.timed_out) else ""
             notes.append(
                 f"SDP size caps {list(map(int, caps.caps))} (size tests "
-                f"{list(map(int, caps.size_test_caps))}, {proven} SDP solves, "
-                f"{caps.seconds:.1f}s)"
+                f"{list(map(int, caps.size_test_caps))}, {solves} SDP solves, "
+                f"{iterations:,} iterations{ended}, {caps.seconds:.1f}s)"
             )
             if min(n, caps.bound) < bound:
                 bound = float(min(n, caps.bound))
                 how = f"sum of per-model cell-size caps (doubly non-negative SDP) = {caps.bound}"
-            if not caps.finished:
+            if caps.timed_out:
                 capped.append("SDP size caps")
     if small and priced and n <= COLGEN_MAX_INPUTS and strength(best) < floor_bound(bound):
         if left() > 1.0:

@@ -522,7 +522,10 @@ def column_generation(
             if not proven and n <= SDP_MAX_INPUTS:
                 # the capped MILP's dual bound tends to stay near the size cap; the SDP's
                 # certificate bounds the same pricing problem, often far lower
-                sdp = weighted_cell_bound(w[m], floor, weights, sizes[m], min(share, left()))
+                given = min(share, left())
+                sdp = weighted_cell_bound(
+                    w[m], floor, weights, sizes[m], given, deadline=time.perf_counter() + given
+                )
                 p_bound = min(p_bound, sdp)
             all_proven &= proven
             if proven:

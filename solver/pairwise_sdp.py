@@ -23,6 +23,14 @@ The cap is the tightest size this proves below the caps already known (size and 
 tests), searched by bisection between a known feasible size and that cap. On the authors'
 graphs it closes most of the gap the degree and eigenvalue tests leave on single models at
 λ = 0.9 (``bench/pairwise_single_model.py``).
+
+The searches run on budgets of SCS iterations, not of seconds: a second of the time given
+buys ``iterations_per_second(n)`` iterations (below SCS's rate on this machine at that size),
+building one size's solver costs ``SETUP_ITERS`` of them, and every share (per model, per
+size) is counted in the iterations the solves before it took. So the caps are a function of
+the graph and the time given alone, as the local search's moves and the clique searches'
+branches are. A deadline only guards the caller's limit; a search it stops is reported
+(``timed_out``).
 """
 
 from __future__ import annotations
@@ -40,6 +48,22 @@ FIRST_GAP = 0.03
 EPS = 1e-3  # SCS's tolerance: the certificate, not the solver, decides what is proven
 CHUNK_ITERS = 25  # SCS iterations between two certificates (SCS checks convergence as often)
 MAX_PROBE_ITERS = 2500  # a size SCS has not refuted by then is left unproven
+SETUP_ITERS = 15  # building one size's data and solver costs about this many iterations
+# seconds per iteration ≈ SECONDS_BASE + SECONDS_AT_400·(n/400)^2.35: fitted to SCS's chunks
+# with their certificates on this machine (2.8, 7.3, 32–35, 57–60 and 132 ms at n = 100, 200,
+# 400, 500 and 700), then made slower (4–20%), so a budget ends before the time it stands for
+SECONDS_BASE = 0.003
+SECONDS_AT_400 = 0.036
+
+
+def iterations_per_second(n: int) -> float:
+    """The SCS iterations a second of the time given buys on ``n`` inputs (module docstring)."""
+    return 1.0 / (SECONDS_BASE + SECONDS_AT_400 * (n / 400.0) ** 2.35)
+
+
+def iteration_budget(time_limit: float, n: int) -> int:
+    """The iterations ``time_limit`` seconds buy on ``n`` inputs."""
+    return int(max(float(time_limit), 0.0) * iterations_per_second(n))
 
 
 @dataclass
@@ -51,6 +75,8 @@ class SizeCertificate:
     value: float  # the certified upper bound on xᵀWx over size-k 0/1 vectors
     need: float  # what a cell of that size needs
     seconds: float
+    iterations: int = 0  # SCS iterations taken
+    timed_out: bool = False  # the deadline stopped it (its verdict then stands for nothing)
 
 
 def _svec_index(n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -172,13 +198,19 @@ class _SizeSDP:
         scale = abs(lam * k) + abs(alpha * k) + abs(tau) * k * k + np.abs(top).sum() + abs(shift)
         return float(value + 1e-9 * scale)
 
-    def bound(self, k: int, time_limit: float, stop_below: float = -np.inf) -> float:
-        """Run SCS on size k in short chunks, certifying after each; return the best
-        certified value. Stops below ``stop_below``, when SCS converges, after
-        ``MAX_PROBE_ITERS`` iterations or at ``time_limit``."""
+    def bound(
+        self,
+        k: int,
+        iterations: int,
+        stop_below: float = -np.inf,
+        deadline: float = np.inf,
+    ) -> tuple[float, int, bool]:
+        """Run SCS on size k in chunks of ``CHUNK_ITERS``, certifying after each. Stops below
+        ``stop_below``, when SCS converges, when the next chunk would pass ``iterations``
+        or at ``deadline`` (``time.perf_counter()`` seconds). Returns the best certified
+        value, the iterations taken, and whether the deadline stopped it."""
         import scs
 
-        t0 = time.perf_counter()
         A, bvec, c, cone = self._data(k)
         solver = scs.SCS(
             {"A": A, "b": bvec, "c": c},
@@ -189,22 +221,26 @@ class _SizeSDP:
             verbose=False,
             acceleration_lookback=10,
         )
-        value = np.inf
-        for _ in range(0, MAX_PROBE_ITERS, CHUNK_ITERS):
+        value, used = np.inf, 0
+        for _ in range(min(int(iterations), MAX_PROBE_ITERS) // CHUNK_ITERS):
+            if time.perf_counter() > deadline:
+                return value, used, True
             sol = solver.solve(warm_start=self.warm is not None, **(self.warm or {}))
             self.warm = {"x": sol["x"], "y": sol["y"], "s": sol["s"]}
+            used += int(sol["info"]["iter"])
             value = min(value, self.certify(k, sol["y"]))
             converged = sol["info"]["status"] in ("solved", "solved_inaccurate")
-            if value < stop_below or converged or time.perf_counter() - t0 > time_limit:
+            if value < stop_below or converged:
                 break
-        return value
+        return value, used, False
 
-    def test(self, k: int, time_limit: float) -> SizeCertificate:
-        """Whether the certificate refutes cells of size k."""
+    def test(self, k: int, iterations: int, deadline: float = np.inf) -> SizeCertificate:
+        """Whether the certificate refutes cells of size k, within ``iterations``."""
         t0 = time.perf_counter()
         need = self.need(k)
-        value = self.bound(k, time_limit, stop_below=need)
-        return SizeCertificate(k, bool(value < need), value, need, time.perf_counter() - t0)
+        value, used, late = self.bound(k, iterations, stop_below=need, deadline=deadline)
+        seconds = time.perf_counter() - t0
+        return SizeCertificate(k, bool(value < need), value, need, seconds, used, late)
 
 
 def sdp_size_cap(
@@ -213,34 +249,49 @@ def sdp_size_cap(
     known_feasible: int,
     known_cap: int,
     time_limit: float = 30.0,
+    deadline: float | None = None,
 ) -> tuple[int, list[SizeCertificate], bool]:
     """The smallest cap on model ``w_m``'s cell size that the SDP proves, searched between
     ``known_feasible`` (a size a cell is known to reach, e.g. the search's: only a hint) and
-    ``known_cap`` (a proven cap, e.g. the size tests'). Returns the cap (``known_cap`` when
-    nothing better was proven), every size test run, and whether the search finished
-    (False: ``time_limit`` stopped it, and a longer one might prove a smaller cap)."""
+    ``known_cap`` (a proven cap, e.g. the size tests'). ``time_limit`` buys the search's SCS
+    iterations (module docstring); ``deadline`` (``time.perf_counter()`` seconds, by default
+    twice the limit from now) stops it regardless. Returns the cap (``known_cap`` when nothing
+    better was proven), every size test run, and whether the search finished (False: its
+    budget or the deadline ended it, and a longer one might prove a smaller cap; a test the
+    deadline stopped is the last and says ``timed_out``)."""
     n = np.asarray(w_m).shape[0]
     if n > SDP_MAX_INPUTS:
         raise ValueError(
             f"the SDP size test is dense in n: {n} inputs exceed SDP_MAX_INPUTS = "
             f"{SDP_MAX_INPUTS}; use the size and spectral tests (size_structure) instead"
         )
-    t0 = time.perf_counter()
-    sdp = _SizeSDP(w_m, floor)
+    deadline = time.perf_counter() + 2.0 * time_limit if deadline is None else deadline
+    return _size_cap(
+        _SizeSDP(w_m, floor), known_feasible, known_cap, iteration_budget(time_limit, n), deadline
+    )
+
+
+def _size_cap(
+    sdp: _SizeSDP, known_feasible: int, known_cap: int, iterations: int, deadline: float
+) -> tuple[int, list[SizeCertificate], bool]:
     lo, hi = int(known_feasible), int(known_cap)  # invariant: hi is a proven cap
     tests: list[SizeCertificate] = []
+    left = int(iterations)
     while hi > lo:
-        left = time_limit - (time.perf_counter() - t0)
-        if left <= 0.5:
+        give = min(left - SETUP_ITERS, MAX_PROBE_ITERS)
+        if give < CHUNK_ITERS:
             return hi, tests, False
         # the first probe claims a gap of about 3% (a cold solve costs the most, so it should
         # succeed); bisection after that
         k = (lo + hi + 1) // 2 if tests else min(hi, lo + max(1, int(np.ceil(FIRST_GAP * lo))))
-        cert = sdp.test(k, left)
+        cert = sdp.test(k, give, deadline)
         tests.append(cert)
+        left -= SETUP_ITERS + cert.iterations
         if cert.proven:
             hi = k - 1
-        else:
+        if cert.timed_out:
+            return hi, tests, False
+        if not cert.proven:
             lo = k
     return hi, tests, True
 
@@ -253,8 +304,9 @@ class ModelCaps:
     caps: np.ndarray
     size_test_caps: np.ndarray
     tests: list[list[SizeCertificate]]
-    finished: bool  # False: the time limit stopped some model's search for a smaller cap
+    finished: bool  # False: the budget or the deadline stopped some model's search
     seconds: float
+    timed_out: bool = False  # the deadline stopped a search (not the budget)
 
     @property
     def bound(self) -> int:
@@ -268,12 +320,15 @@ def sdp_model_caps(
     known: np.ndarray,
     time_limit: float,
     sizes: np.ndarray | None = None,
+    deadline: float | None = None,
 ) -> ModelCaps:
-    """Tighten every model's cell-size cap with the SDP, sharing ``time_limit`` between the
-    models. ``known[m]``: a size some cell of model m is known to reach (a hint where the
-    search starts; the caps never depend on it); ``sizes``: the table of
-    ``size_structure`` when already at hand."""
+    """Tighten every model's cell-size cap with the SDP, sharing the iterations that
+    ``time_limit`` buys between the models (each takes an equal share of what the ones before
+    it left); ``deadline`` as in ``sdp_size_cap``. ``known[m]``: a size some cell of model m
+    is known to reach (a hint where the search starts; the caps never depend on it);
+    ``sizes``: the table of ``size_structure`` when already at hand."""
     t0 = time.perf_counter()
+    deadline = t0 + 2.0 * time_limit if deadline is None else deadline
     w = _prepare(w)
     M, n, _ = w.shape
     if sizes is None:
@@ -282,22 +337,27 @@ def sdp_model_caps(
     caps = base.copy()
     tests: list[list[SizeCertificate]] = [[] for _ in range(M)]
     known = np.minimum(np.maximum(np.asarray(known, dtype=int), 1), base)
-    todo = [m for m in np.argsort(known - base) if base[m] > known[m]]
-    finished = True
+    todo = [m for m in np.argsort(known - base, kind="stable") if base[m] > known[m]]
+    finished, timed_out = True, False
+    left = iteration_budget(time_limit, n)
     solved: dict[bytes, int] = {}  # copies of one model (cells_per_model) are solved once
-    for i, m in enumerate(todo):
+    distinct = len({w[m].tobytes() for m in todo})
+    for m in todo:
         key = w[m].tobytes()
         if key in solved:
             caps[m] = min(caps[m], solved[key])
             continue
-        share = (time_limit - (time.perf_counter() - t0)) / (len(todo) - i)
-        if share <= 0.5:
-            finished = False
-            break
-        caps[m], tests[m], done = sdp_size_cap(w[m], floor, int(known[m]), int(base[m]), share)
+        share = left // (distinct - len(solved))
+        caps[m], tests[m], done = _size_cap(
+            _SizeSDP(w[m], floor), int(known[m]), int(base[m]), share, deadline
+        )
         solved[key] = int(caps[m])
+        left -= sum(SETUP_ITERS + t.iterations for t in tests[m])
         finished &= done
-    return ModelCaps(caps, base, tests, finished, time.perf_counter() - t0)
+        if tests[m] and tests[m][-1].timed_out:
+            timed_out = True
+            break
+    return ModelCaps(caps, base, tests, finished, time.perf_counter() - t0, timed_out)
 
 
 def weighted_cell_bound(
@@ -306,25 +366,31 @@ def weighted_cell_bound(
     weights: np.ndarray,
     sizes_m: np.ndarray,
     time_limit: float,
+    deadline: float | None = None,
 ) -> float:
     """A proven upper bound on max Σ_{i∈S} weights_i over the cells S of model ``w_m`` that
     meet ``floor`` and whose size k has ``sizes_m[k]`` True (the pricing problem of column
     generation; the empty cell, 0, is the caller's). Each size's bound is the smaller of the
     sum of its k largest weights and the SDP's certificate; sizes are taken by that sum,
-    largest first, and those the time leaves are bounded by the sum alone."""
-    t0 = time.perf_counter()
+    largest first, and those the budget (the SCS iterations ``time_limit`` buys) or the
+    deadline leaves are bounded by the sum alone."""
     weights = np.asarray(weights, dtype=float)
     ks = np.nonzero(np.asarray(sizes_m, dtype=bool))[0]
     ks = ks[ks >= 2]
     if len(ks) == 0:
         return -np.inf
+    deadline = time.perf_counter() + 2.0 * time_limit if deadline is None else deadline
     top = np.cumsum(np.sort(weights)[::-1])[ks - 1]
     sdp = _SizeSDP(w_m, floor, weights)
+    left = iteration_budget(time_limit, sdp.n)
     best = -np.inf
-    for i in np.argsort(-top):
+    for i in np.argsort(-top, kind="stable"):
         if top[i] <= best:
             break  # every later size's top-k sum is smaller still
-        left = time_limit - (time.perf_counter() - t0)
-        value = top[i] if left <= 0.05 else min(top[i], sdp.bound(int(ks[i]), left, best))
+        value = top[i]
+        if left - SETUP_ITERS >= CHUNK_ITERS and time.perf_counter() < deadline:
+            certified, used, _ = sdp.bound(int(ks[i]), left - SETUP_ITERS, best, deadline)
+            left -= SETUP_ITERS + used
+            value = min(value, certified)
         best = max(best, value)
     return float(best)

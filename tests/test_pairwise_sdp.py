@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 
 import numpy as np
 import pytest
@@ -15,7 +16,9 @@ from test_pairwise_bounds import CASES, _feasible_masks, _ids, _optimum, _random
 from solver.pairwise_bounds import size_bound, size_structure
 from solver.pairwise_sdp import (
     SDP_MAX_INPUTS,
+    SETUP_ITERS,
     _SizeSDP,
+    iteration_budget,
     sdp_model_caps,
     sdp_size_cap,
     weighted_cell_bound,
@@ -100,6 +103,52 @@ def test_shared_model_is_capped_at_the_cell_the_search_finds():
     assert k <= cap <= k + 1 and base[0] >= cap + 10
     # each refuted size was refuted by a certificate below its need
     assert all(t.value < t.need for t in tests if t.proven)
+
+
+def _shared_models(models: list[int], n: int) -> np.ndarray:
+    w = np.load(BUNDLED_DATA)["twice_w"][models, :n, :n].astype(float) / 2
+    for m in range(len(models)):
+        np.fill_diagonal(w[m], 0.0)
+    return w
+
+
+@pytest.mark.integration
+def test_a_budget_stops_the_search_at_the_same_iteration_every_time():
+    """The cap is a function of the graph and the time given (which buys SCS iterations),
+    not of the clock: a budget too short to finish ends at the same size test, after the
+    same iterations, with the same certified values, run after run."""
+    w = _shared_models([1], 150)
+    floor = 0.9
+    _, base = size_bound(w, floor)
+    runs = [sdp_size_cap(w[0], floor, 40, int(base[0]), time_limit=2.0) for _ in range(2)]
+    (cap, tests, finished), (cap2, tests2, finished2) = runs
+    assert not finished and not finished2  # the budget, not the search, ended it
+    assert tests and not any(t.timed_out for t in tests)
+    assert cap == cap2 and cap <= base[0]
+    assert [(t.size, t.iterations, t.proven) for t in tests] == [
+        (t.size, t.iterations, t.proven) for t in tests2
+    ]
+    np.testing.assert_array_equal([t.value for t in tests], [t.value for t in tests2])
+    assert sum(SETUP_ITERS + t.iterations for t in tests) <= iteration_budget(2.0, 150)
+
+
+@pytest.mark.integration
+def test_a_deadline_stops_the_search_and_says_so():
+    w = _shared_models([1, 2], 60)
+    floor = 0.9
+    _, base = size_bound(w, floor)
+    cap, tests, finished = sdp_size_cap(
+        w[0], floor, 1, int(base[0]), time_limit=10.0, deadline=time.perf_counter() - 1.0
+    )
+    assert cap == base[0] and not finished
+    assert len(tests) == 1 and tests[0].timed_out and not tests[0].proven
+    known = np.array([20, 20])  # below the cells a search finds (24 and 24)
+    caps = sdp_model_caps(w, floor, known, 10.0, deadline=time.perf_counter() - 1.0)
+    assert caps.timed_out and not caps.finished
+    np.testing.assert_array_equal(caps.caps, caps.size_test_caps)
+    # with the time it needs, the same models finish, and nothing says the time cut them
+    caps = sdp_model_caps(w, floor, known, 10.0)
+    assert caps.finished and not caps.timed_out and (caps.caps < caps.size_test_caps).all()
 
 
 @pytest.mark.unit
