@@ -20,7 +20,9 @@ N is clipped to >= 0 before use, λ_max is computed by LAPACK with a slack far a
 error, so the test is valid whatever the solver returned: a poor solve only makes it weak.
 
 The cap is the tightest size this proves below the caps already known (size and spectral
-tests), searched by bisection between a known feasible size and that cap. On the authors'
+tests), searched by bisection between a known feasible size and that cap; a probe below the
+last refuted size gets only a share of the iterations left, and the smallest size still open
+gets the rest (refuting it opens the sizes below again). On the authors'
 graphs it closes most of the gap the degree and eigenvalue tests leave on single models at
 λ = 0.9 (``bench/pairwise_single_model.py``).
 
@@ -48,6 +50,7 @@ FIRST_GAP = 0.03
 EPS = 1e-3  # SCS's tolerance: the certificate, not the solver, decides what is proven
 CHUNK_ITERS = 25  # SCS iterations between two certificates (SCS checks convergence as often)
 MAX_PROBE_ITERS = 2500  # a size SCS has not refuted by then is left unproven
+PROBE_SHARE = 0.5  # of the iterations left, the most a probe below a refuted size takes
 SETUP_ITERS = 15  # building one size's data and solver costs about this many iterations
 # seconds per iteration ≈ SECONDS_BASE + SECONDS_AT_400·(n/400)^2.35: fitted to SCS's chunks
 # with their certificates on this machine (2.8, 7.3, 32–35, 57–60 and 132 ms at n = 100, 200,
@@ -274,25 +277,45 @@ def sdp_size_cap(
 def _size_cap(
     sdp: _SizeSDP, known_feasible: int, known_cap: int, iterations: int, deadline: float
 ) -> tuple[int, list[SizeCertificate], bool]:
-    lo, hi = int(known_feasible), int(known_cap)  # invariant: hi is a proven cap
+    # Refuting a size above the SDP's reach takes a few chunks; a size near it can take the
+    # whole budget and still miss by a hair. So a probe below the last refuted size gets at
+    # most PROBE_SHARE of what is left (the first, cold one gets all of it), the bisection
+    # goes on above a probe that ran out, and what is left at the end goes to the smallest
+    # size still open: where that refutes it, the sizes below it are searched again.
+    known = int(known_feasible)
+    lo, hi = known, int(known_cap)  # hi: a proven cap; lo: no probe refuted it (a hint)
+    lo_open = False  # lo's probe ran out of iterations, so more might refute it
     tests: list[SizeCertificate] = []
     left = int(iterations)
-    while hi > lo:
-        give = min(left - SETUP_ITERS, MAX_PROBE_ITERS)
+    while hi > known:
+        whole = min(left - SETUP_ITERS, MAX_PROBE_ITERS)
+        if hi > lo:
+            # the first probe claims a gap of about 3% (a cold solve costs the most, so it
+            # should succeed); bisection after that
+            if tests:
+                k = (lo + hi + 1) // 2
+                give = min(whole, max(4 * CHUNK_ITERS, int(PROBE_SHARE * left)))
+            else:
+                k = min(hi, lo + max(1, int(np.ceil(FIRST_GAP * lo))))
+                give = whole
+        elif lo_open:
+            k, give = lo, whole
+        else:
+            break
         if give < CHUNK_ITERS:
             return hi, tests, False
-        # the first probe claims a gap of about 3% (a cold solve costs the most, so it should
-        # succeed); bisection after that
-        k = (lo + hi + 1) // 2 if tests else min(hi, lo + max(1, int(np.ceil(FIRST_GAP * lo))))
         cert = sdp.test(k, give, deadline)
         tests.append(cert)
         left -= SETUP_ITERS + cert.iterations
         if cert.proven:
             hi = k - 1
+            if hi < lo:  # lo itself fell: the sizes below it are open again
+                lo, lo_open = known, False
         if cert.timed_out:
             return hi, tests, False
         if not cert.proven:
-            lo = k
+            # SCS stopping short of its iterations means it converged above the need
+            lo, lo_open = k, cert.iterations >= (give // CHUNK_ITERS) * CHUNK_ITERS
     return hi, tests, True
 
 

@@ -15,8 +15,11 @@ from test_pairwise_bounds import CASES, _feasible_masks, _ids, _optimum, _random
 
 from solver.pairwise_bounds import size_bound, size_structure
 from solver.pairwise_sdp import (
+    CHUNK_ITERS,
     SDP_MAX_INPUTS,
     SETUP_ITERS,
+    SizeCertificate,
+    _size_cap,
     _SizeSDP,
     iteration_budget,
     sdp_model_caps,
@@ -130,6 +133,49 @@ def test_a_budget_stops_the_search_at_the_same_iteration_every_time():
     ]
     np.testing.assert_array_equal([t.value for t in tests], [t.value for t in tests2])
     assert sum(SETUP_ITERS + t.iterations for t in tests) <= iteration_budget(2.0, 150)
+
+
+class _ScriptedSDP:
+    """Stands in for the SDP's numbers alone, to check the search's policy: sizes above
+    ``reach`` refute in one chunk, ``reach`` itself after ``slow`` iterations, and sizes at or
+    below ``truth`` never (SCS converges above the need after 100 iterations)."""
+
+    def __init__(self, truth: int, reach: int, slow: int) -> None:
+        self.truth, self.reach, self.slow = truth, reach, slow
+        self.spent = {}  # iterations each size has had, over its probes (warm starts)
+
+    def test(self, k: int, iterations: int, deadline: float) -> SizeCertificate:
+        chunks = iterations // CHUNK_ITERS * CHUNK_ITERS
+        had = self.spent.get(k, 0)
+        if k > self.reach or (k > self.truth and had + chunks >= self.slow):
+            used = CHUNK_ITERS if k > self.reach else max(self.slow - had, CHUNK_ITERS)
+            self.spent[k] = had + used
+            return SizeCertificate(k, True, 0.0, 1.0, 0.0, used)
+        used = min(chunks, 100) if k <= self.truth else chunks
+        self.spent[k] = had + used
+        return SizeCertificate(k, False, 2.0, 1.0, 0.0, used)
+
+
+@pytest.mark.unit
+def test_a_probe_that_runs_out_does_not_end_the_search():
+    """A size just above the largest cell can take more than the budget to refute. The search
+    gives such a probe only a share, goes on with the sizes above it, and comes back to the
+    smallest one still open with what is left."""
+    inf = float("inf")
+    # sizes 31-33 never refute within the budget: the search still proves every size above
+    # them (cap 33); giving the bisection's probe at 31 all that was left would have ended
+    # the search there, with the cap at 40 (41 refuted before it)
+    cap, tests, finished = _size_cap(_ScriptedSDP(30, 33, 3000), 20, 60, 2000, inf)
+    assert cap == 33 and not finished
+    assert [t.size for t in tests][:3] == [21, 41, 31] and not tests[2].proven
+    # where coming back to 31 refutes it (1200 iterations over two probes), the sizes below
+    # it are searched again, down to the largest cell: the cap is exact
+    cap, tests, finished = _size_cap(_ScriptedSDP(30, 31, 1200), 20, 60, 2500, inf)
+    assert cap == 30 and finished
+    assert [t.size for t in tests].count(31) == 2
+    assert sum(SETUP_ITERS + t.iterations for t in tests) <= 2500
+    again = _size_cap(_ScriptedSDP(30, 31, 1200), 20, 60, 2500, inf)[1]
+    assert [(t.size, t.iterations) for t in again] == [(t.size, t.iterations) for t in tests]
 
 
 @pytest.mark.integration
