@@ -20,9 +20,9 @@ N is clipped to >= 0 before use, λ_max is computed by LAPACK with a slack far a
 error, so the test is valid whatever the solver returned: a poor solve only makes it weak.
 
 The cap is the tightest size this proves below the caps already known (size and spectral
-tests), searched by bisection between a known feasible size and that cap; a probe below the
-last refuted size gets only a share of the iterations left, and the smallest size still open
-gets the rest (refuting it opens the sizes below again). On the authors'
+tests), searched by bisection between a known feasible size and that cap; a probe gets only a
+share of the iterations left, and the smallest size still open gets the rest (refuting it
+opens the sizes below again). On the authors'
 graphs it closes most of the gap the degree and eigenvalue tests leave on single models at
 λ = 0.9 (``bench/pairwise_single_model.py``).
 
@@ -50,7 +50,7 @@ FIRST_GAP = 0.03
 EPS = 1e-3  # SCS's tolerance: the certificate, not the solver, decides what is proven
 CHUNK_ITERS = 25  # SCS iterations between two certificates (SCS checks convergence as often)
 MAX_PROBE_ITERS = 2500  # a size SCS has not refuted by then is left unproven
-PROBE_SHARE = 0.5  # of the iterations left, the most a probe below a refuted size takes
+PROBE_SHARE = 0.5  # of the iterations left, the most one probe takes (the open one aside)
 SETUP_ITERS = 15  # building one size's data and solver costs about this many iterations
 # seconds per iteration ≈ SECONDS_BASE + SECONDS_AT_400·(n/400)^2.35: fitted to SCS's chunks
 # with their certificates on this machine (2.8, 7.3, 32–35, 57–60 and 132 ms at n = 100, 200,
@@ -277,11 +277,11 @@ def sdp_size_cap(
 def _size_cap(
     sdp: _SizeSDP, known_feasible: int, known_cap: int, iterations: int, deadline: float
 ) -> tuple[int, list[SizeCertificate], bool]:
-    # Refuting a size above the SDP's reach takes a few chunks; a size near it can take the
-    # whole budget and still miss by a hair. So a probe below the last refuted size gets at
-    # most PROBE_SHARE of what is left (the first, cold one gets all of it), the bisection
-    # goes on above a probe that ran out, and what is left at the end goes to the smallest
-    # size still open: where that refutes it, the sizes below it are searched again.
+    # Refuting a size above the SDP's reach takes a few chunks; a size near it, or one a cell
+    # reaches, can take the whole budget and still miss. So a probe gets at most PROBE_SHARE
+    # of what is left, the bisection goes on above a probe that ran out, and what is left at
+    # the end goes to the smallest size still open: where that refutes it, the sizes below
+    # it are searched again.
     known = int(known_feasible)
     lo, hi = known, int(known_cap)  # hi: a proven cap; lo: no probe refuted it (a hint)
     lo_open = False  # lo's probe ran out of iterations, so more might refute it
@@ -290,14 +290,14 @@ def _size_cap(
     while hi > known:
         whole = min(left - SETUP_ITERS, MAX_PROBE_ITERS)
         if hi > lo:
-            # the first probe claims a gap of about 3% (a cold solve costs the most, so it
-            # should succeed); bisection after that
+            # the first probe claims a gap of about 3% above the hint (a cold solve costs the
+            # most, so it should succeed; where the hint is weak it fails, and gives up only
+            # its share); bisection after that
             if tests:
                 k = (lo + hi + 1) // 2
-                give = min(whole, max(4 * CHUNK_ITERS, int(PROBE_SHARE * left)))
             else:
                 k = min(hi, lo + max(1, int(np.ceil(FIRST_GAP * lo))))
-                give = whole
+            give = min(whole, max(4 * CHUNK_ITERS, int(PROBE_SHARE * left)))
         elif lo_open:
             k, give = lo, whole
         else:
@@ -348,7 +348,7 @@ def sdp_model_caps(
     """Tighten every model's cell-size cap with the SDP, sharing the iterations that
     ``time_limit`` buys between the models (each takes an equal share of what the ones before
     it left); ``deadline`` as in ``sdp_size_cap``. ``known[m]``: a size some cell of model m
-    is known to reach (a hint where the search starts; the caps never depend on it);
+    is known to reach (a hint where the search starts; the caps' validity never depends on it);
     ``sizes``: the table of ``size_structure`` when already at hand."""
     t0 = time.perf_counter()
     deadline = t0 + 2.0 * time_limit if deadline is None else deadline
