@@ -298,6 +298,8 @@ def solve_pairwise_auto(
                     else:
                         packer = "none to pack (the multipliers' bound alone)"
                     verdict = "proven" if proof.proven else "not closed"
+                    if proof.probe:
+                        packer = f"{proof.probe}, then {packer}"
                     if proof.room < 0:  # degenerate multipliers (the LP covers every input)
                         state = (
                             f"more than {ENUM_MAX_CELLS:,} cells tie at the least reduced cost, "

@@ -190,6 +190,33 @@ def test_proof_of_the_optimum_holds(case):
     assert proof.proven and proof.bound == opt and proof.assignment is None
 
 
+@pytest.mark.integration
+@pytest.mark.parametrize("case", CASES, ids=_ids)
+@pytest.mark.parametrize("probe_cells", [1, 30])
+def test_a_probe_of_the_cheapest_cells_changes_no_verdict(case, probe_cells, monkeypatch):
+    """The probe packs the cheapest cells alone before the proof, and what it finds lowers the
+    targets the proof refutes. From an incumbent of 0, whatever the probe finds, the proof
+    must end at the optimum, proven, with a feasible partition of it, and say what the
+    probe did wherever it ran (more cells than the probe takes, a target above the
+    incumbent + 1)."""
+    import solver.pairwise_enumerate as enumerate_module
+
+    monkeypatch.setattr(enumerate_module, "PROBE_MAX_CELLS", probe_cells)
+    w, opt, _ = _optimum(case)
+    floor = case[-1]
+    r = _colgen(case)
+    _, largest = size_bound(w, floor)
+    proof = reduced_cost_proof(w, floor, r.multipliers, r.pricing_bounds, 0, largest, 60.0)
+    assert proof.finished and proof.proven and proof.bound == opt
+    assert proof.assignment is not None and (proof.assignment >= 0).sum() == opt
+    assert is_feasible(w, proof.assignment, floor, "pairwise", "per-model")
+    top = np.floor(np.maximum(r.multipliers, 0).sum() + np.maximum(r.pricing_bounds, 0).sum())
+    ran = proof.cells > probe_cells and top > 1
+    assert proof.probe.startswith(f"probe of the {probe_cells:,} cheapest cells") == ran
+    if ran:
+        assert "a partition of" in proof.probe  # any cell of two inputs beats 0
+
+
 def _proof_with_no_search_time(case, monkeypatch, milp_cells=None):
     """The proof from one below the optimum, its packing search stopped at its first branch
     (and, with ``milp_cells``, the MILP handed at most that many cells)."""
