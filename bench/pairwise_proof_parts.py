@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import sys
 import time
 
@@ -140,7 +141,8 @@ def main() -> None:
     print(
         f"floor={floor} proven={main_run.finished and main_run.assignment is None} "
         f"cells={len(cells)} branches={main_run.nodes} branches_without_steps="
-        f"{results[0].nodes} pack_seconds={main_run.seconds:.1f}"
+        f"{results[0].nodes} pack_seconds={main_run.seconds:.1f} "
+        f"peak_rss_gib={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f}"
     )
 
 

@@ -36,6 +36,7 @@ from solver.pairwise_pack import CellTable, pack_by_search, prepare_cells
 from solver.verify import is_feasible
 
 PACK_SEARCH_SHARE = 0.7  # of the time the enumeration left, for the packing search
+PACK_SEARCH_SHARE_ALONE = 1.0  # the same, for a target whose cells are too many for the MILP
 # the most cells the set-packing MILP is handed after a packing search that did not finish:
 # on more it proves nothing in its time (bench/RESULTS.md, section 3: none below the trivial
 # bound on 188,082 cells in 300 s), and on millions of cells (λ = 0.925) HiGHS ran on past
@@ -195,13 +196,11 @@ def reduced_cost_proof(
         # leaves, where the set-packing MILP stalls on a large room
         # every strength above target is refuted (or above D): the first packing that
         # reaches target is optimal, and the search stops there
+        admitted = np.nonzero(table.rc <= dual - target)[0]
+        fallback = len(admitted) <= PACK_MILP_MAX_CELLS  # else the MILP is not handed them
+        share = PACK_SEARCH_SHARE if fallback else PACK_SEARCH_SHARE_ALONE
         search = pack_by_search(
-            table,
-            pi,
-            sigma,
-            target,
-            now + PACK_SEARCH_SHARE * max(0.0, deadline - now),
-            enough=target,
+            table, pi, sigma, target, now + share * max(0.0, deadline - now), enough=target
         )
         nodes += search.nodes
         better = stronger(search.assignment)
@@ -216,7 +215,6 @@ def reduced_cost_proof(
         # left, on the cells this target admits (a partition of strength >= target uses
         # only those)
         searched = False
-        admitted = np.nonzero(table.rc <= dual - target)[0]
         if len(admitted) > PACK_MILP_MAX_CELLS:
             break  # target unproven: the bound stays at the last target refuted
         fit = list(table.cells.take(admitted))

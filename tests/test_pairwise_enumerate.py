@@ -223,6 +223,7 @@ def _proof_with_no_search_time(case, monkeypatch, milp_cells=None):
     import solver.pairwise_enumerate as enumerate_module
 
     monkeypatch.setattr(enumerate_module, "PACK_SEARCH_SHARE", 0.0)
+    monkeypatch.setattr(enumerate_module, "PACK_SEARCH_SHARE_ALONE", 0.0)
     if milp_cells is not None:
         monkeypatch.setattr(enumerate_module, "PACK_MILP_MAX_CELLS", milp_cells)
     w, opt, _ = _optimum(case)
