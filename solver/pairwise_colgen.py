@@ -501,8 +501,7 @@ def column_generation(
             priced_from = time.perf_counter()
             # the combinatorial search is tried every round, even for a model where it ran
             # out before: the multipliers move, and banning it after one timeout left the
-            # MILP pricing most rounds (233 s to converge at the 64-input 0.925 floor, 111 s
-            # without the ban)
+            # far slower MILP pricing most rounds at λ = 0.925 (bench/RESULTS.md, section 3)
             heaviest = heaviest_cell(
                 delta[m],
                 floor,

@@ -20,7 +20,9 @@ that room stay unproven.
 The cells come from the reverse search of solver.pairwise_cells. The packing is a depth-first
 search on the reduced costs (solver.pairwise_pack), with the set-packing MILP for the time it
 leaves when it does not finish, where its target admits few enough cells for the MILP to be of
-use (``PACK_MILP_MAX_CELLS``); past that the target stays unproven.
+use (``PACK_MILP_MAX_CELLS``); past that the search has all the time, and a target it does not
+settle stays unproven. Before the targets, a probe packs the cheapest cells alone for a
+partition above the best known: each strength it reaches is one the proof need not refute.
 """
 
 from __future__ import annotations
@@ -45,9 +47,9 @@ PACK_MILP_MAX_CELLS = 100_000
 # Before the proof, a probe packs the cheapest cells alone for a partition stronger than the
 # incumbent: each target the proof refutes costs more the larger its room, and the weakest
 # target, the incumbent + 1, has the largest. At λ = 0.925 on the 64-input subset the probe
-# finds the optimum, 59, among the 44,808 cells of reduced cost <= 1 in 16 s, where the
-# search over all 2.67 million cells of the proof's room had not after 1300 s; the proof then
-# refutes only 62, 61 and 60 (bench/RESULTS.md, section 3).
+# packs the optimum, 59, from the 50,000 cheapest of 2.68 million cells, where a search over
+# all of them had not in over 1300 s; the proof then refutes only 62, 61 and 60
+# (bench/RESULTS.md, section 3).
 PROBE_MAX_CELLS = 50_000
 PROBE_SHARE = 0.2  # of the time the enumeration left, at most, for the probe
 
