@@ -198,7 +198,8 @@ def reduced_cost_proof(
         # leaves, where the set-packing MILP stalls on a large room
         # every strength above target is refuted (or above D): the first packing that
         # reaches target is optimal, and the search stops there
-        admitted = np.nonzero(table.rc <= dual - target)[0]
+        # the table is sorted by reduced cost, so the cells this target admits are a prefix
+        admitted = np.arange(np.searchsorted(table.rc, dual - target, side="right"))
         fallback = len(admitted) <= PACK_MILP_MAX_CELLS  # else the MILP is not handed them
         share = PACK_SEARCH_SHARE if fallback else PACK_SEARCH_SHARE_ALONE
         search = pack_by_search(
