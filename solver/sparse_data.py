@@ -22,7 +22,8 @@ Rules for a cell S of model m (the sparse counterpart of solver/feasibility.py):
   global, the pooled mean over every scored pair inside every cell does.
 
 This module holds the data type; ``solver.sparse_verify`` the cell IIA and the checks by these
-rules; ``solver.sparse_search`` the local search, the bound and ``solve_pairwise_sparse``.
+rules; ``solver.sparse_search`` the local search, the bound and ``solve_pairwise_sparse``;
+``solver.sparse_pair_lp`` the LP bound over the pairs that the solve adds after its search.
 """
 
 from __future__ import annotations

@@ -9,12 +9,19 @@ import time
 import numpy as np
 from numba import njit
 
-from solver.certificate import Certificate
+from solver.certificate import Certificate, floor_bound
 from solver.data import PairwiseIIA
 from solver.feasibility import SCOPES, SEARCH_TOL, TOL, meets_floor
 from solver.memory import check_sparse_memory
 from solver.pairwise_search import SearchResult, _penalty, _randint, _uniform
 from solver.sparse_data import SparsePairwiseIIA, as_sparse, sparse_arrays
+from solver.sparse_pair_lp import (
+    OVERRUN,
+    PAIR_LP_MIN_SECONDS,
+    pair_lp_bound,
+    pair_lp_bytes,
+    pair_lp_seconds,
+)
 from solver.sparse_verify import (
     check_partition_sparse,
     is_feasible_sparse,
@@ -782,8 +789,10 @@ def solve_pairwise_sparse(
     """(assignment int64 [n], Certificate) on sparse pairwise data (``SparsePairwiseIIA`` or
     a tuple (pairs, weights, n_inputs)): memory check, proven bound, then the local search
     (``budget`` annealing moves; None: ``sparse_default_moves``) from the greedy or from
-    ``start`` (dropped with a note when infeasible), stopping at the bound. ``time_limit``
-    caps it all; the certificate says when it did."""
+    ``start`` (dropped with a note when infeasible), stopping at the bound; then, per-model,
+    where the search has not met that bound, the pair LP (``solver.sparse_pair_lp``) on the
+    time left, whose certified bound replaces the first where smaller. ``time_limit`` caps
+    it all; the certificate says when it did."""
     _check_floor_scope(floor, scope)
     started = time.perf_counter()
     data = as_sparse(data)
@@ -811,6 +820,13 @@ def solve_pairwise_sparse(
     )
     # The final word: the shared rules from scratch (raises on a bug, never returns one).
     check_partition_sparse(data, found.assignment, floor, scope)
+    strength = int((found.assignment >= 0).sum())
+    lp_capped = False
+    if scope == "per-model" and strength < floor_bound(bound):
+        # the pair LP after the search: it takes what the search left, and a bound the
+        # search has already met needs no tightening
+        left = time_limit - (time.perf_counter() - started)
+        bound, how, lp_capped = _tighten_by_pair_lp(pairs, weights, n, floor, left, bound, how)
     notes.insert(0, f"bound: {how}")
     notes.append(f"local search: {found.moves:,} of {budget:,} moves")
     if found.capped:
@@ -824,8 +840,44 @@ def solve_pairwise_sparse(
         note="; ".join(notes),
         budget=budget,
         time_limit=time_limit,
-        capped=found.capped,
+        capped=found.capped or lp_capped,
     )
+
+
+def _tighten_by_pair_lp(pairs, weights, n, floor, left, bound, how):
+    """(bound, how, capped): the smaller of ``bound`` and the pair LP's certified bound
+    (``solver.sparse_pair_lp``), run on the ``left`` seconds where they and the memory allow;
+    ``how`` says what the LP did when it did not win. ``capped``: the time limit stopped the
+    LP, so its bound depends on the machine's speed."""
+    from solver.data import available_memory
+
+    if left < PAIR_LP_MIN_SECONDS:
+        return bound, f"{how}; pair LP skipped: {max(left, 0.0):.1f}s left", False
+    expected = pair_lp_seconds(n, pairs.shape[0], weights.shape[0])
+    if expected > OVERRUN * left:
+        return (
+            bound,
+            f"{how}; pair LP skipped: it takes about {expected:.0f}s here, {left:.1f}s left "
+            "(a longer time limit runs it)",
+            False,
+        )
+    needed = pair_lp_bytes(n, pairs.shape[0], weights.shape[0])
+    free = available_memory()
+    if needed > free:
+        return (
+            bound,
+            f"{how}; pair LP skipped: it needs about {needed / 2**30:.1f} GiB, "
+            f"{free / 2**30:.1f} GiB free",
+            False,
+        )
+    got = pair_lp_bound(pairs, weights, n, floor, left)
+    if got is None:
+        return bound, f"{how}; pair LP: no duals within {left:.1f}s", True
+    lp_bound, lp_how = got
+    capped = "stopped by the time limit" in lp_how
+    if lp_bound < bound:
+        return lp_bound, lp_how, capped
+    return bound, f"{how}; {lp_how}, not below", capped
 
 
 def from_dense(data: PairwiseIIA, pairs: np.ndarray | None = None) -> SparsePairwiseIIA:

@@ -16,7 +16,9 @@ from solver.memory import (
 )
 from solver.sparse_data import (
     SparsePairwiseIIA,
+    sparse_arrays,
 )
+from solver.sparse_pair_lp import build_pair_lp, certified_value, pair_lp_bound, pair_lp_bytes
 from solver.sparse_search import (
     greedy_pairwise_sparse,
     search_pairwise_sparse,
@@ -257,6 +259,69 @@ def test_bound_halves_a_pair_two_negative_inputs_share():
     data = SparsePairwiseIIA(pairs, np.array([[0.95, 0.95, 0.95, 0.76]]), ("a",), 5)
     assert _brute_force(data, 0.9) == 5
     assert 5 <= sparse_upper_bound(data, 0.9)[0] < 6
+
+
+@pytest.mark.property
+@pytest.mark.parametrize("seed", range(12))
+def test_pair_lp_bound_covers_brute_force_and_any_multipliers_certify(seed):
+    # The pair LP's bound is certified from row multipliers, so it must hold for *any*
+    # multipliers, not only the solver's: random ones (both signs, several scales) too.
+    rng = np.random.default_rng(300 + seed)
+    n = int(rng.integers(4, 8))
+    n_models = 1 if n == 7 else 2
+    data = _random_sparse(rng, n, n_models, float(rng.uniform(0.3, 0.8)))
+    floor = float(rng.choice([1.0, 0.9, 0.75, 0.6]))
+    best = _brute_force(data, floor)
+    pairs, weights, n_inputs = sparse_arrays(data)
+    got = pair_lp_bound(pairs, weights, n_inputs, floor, time_limit=30.0)
+    assert got is not None and got[0] + 1e-6 >= best
+    lp = build_pair_lp(pairs, weights, n_inputs, floor)
+    for scale in (0.1, 1.0, 10.0):
+        r = rng.normal(0.0, scale, size=lp.shape[0])
+        assert certified_value(lp, r) + 1e-6 >= best
+    assert certified_value(lp, np.zeros(lp.shape[0])) == pytest.approx(n_inputs * n_models)
+
+
+@pytest.mark.property
+def test_pair_lp_charges_a_bad_pair_between_two_good_inputs():
+    # Pairs (0, 1) and (2, 3) at 1.0, (0, 2) at 0.5, one model, floor 0.95. Every input has
+    # a pair above the floor, so the per-input bound counts all 4; but a cell holding 0 and
+    # 2 holds their bad pair, and a cell of 0, 1 (or 2, 3) is all one model can have.
+    data = SparsePairwiseIIA(
+        np.array([(0, 1), (0, 2), (2, 3)]), np.array([[1.0, 0.5, 1.0]]), ("a",), 4
+    )
+    assert _brute_force(data, 0.95) == 2
+    assert sparse_upper_bound(data, 0.95)[0] == 4
+    bound, how = pair_lp_bound(*sparse_arrays(data), 0.95, time_limit=30.0)
+    assert 2 <= bound < 3 and "pair LP" in how
+    a, cert = solve_pairwise_sparse(data, 0.95, budget=2000)
+    assert int((a >= 0).sum()) == 2 and cert.status == "optimal" and "pair LP" in cert.note
+
+
+@pytest.mark.integration
+def test_pair_lp_is_skipped_with_a_note_when_memory_is_short(monkeypatch):
+    import solver.data
+
+    data = SparsePairwiseIIA(
+        np.array([(0, 1), (0, 2), (2, 3)]), np.array([[1.0, 0.5, 1.0]]), ("a",), 4
+    )
+    need = pair_lp_bytes(4, 3, 1)
+    monkeypatch.setattr(solver.data, "available_memory", lambda: need - 1)
+    _, cert = solve_pairwise_sparse(data, 0.95, budget=2000)
+    assert cert.bound == 4 and "pair LP skipped" in cert.note and "GiB" in cert.note
+
+
+@pytest.mark.integration
+def test_pair_lp_is_skipped_with_a_note_when_it_would_outrun_the_time_limit(monkeypatch):
+    import solver.sparse_pair_lp
+
+    data = SparsePairwiseIIA(
+        np.array([(0, 1), (0, 2), (2, 3)]), np.array([[1.0, 0.5, 1.0]]), ("a",), 4
+    )
+    monkeypatch.setattr(solver.sparse_pair_lp, "SECONDS_AT_A_MILLION", 1e12)
+    _, cert = solve_pairwise_sparse(data, 0.95, budget=2000, time_limit=30.0)
+    assert cert.bound == 4 and "pair LP skipped" in cert.note and "longer time limit" in cert.note
+    assert not cert.capped
 
 
 @pytest.mark.integration
