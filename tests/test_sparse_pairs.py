@@ -44,6 +44,20 @@ def _random_sparse(rng, n, n_models, p_edge, values=(0.0, 0.5, 1.0), p=(0.2, 0.2
     return SparsePairwiseIIA(pairs, w, tuple("abcdefgh"[:n_models]), n)
 
 
+def _tiny_case(rng):
+    """(data, floor): 4 to 7 inputs, one or two models, small enough to brute-force."""
+    n = int(rng.integers(4, 8))
+    n_models = 1 if n == 7 else 2
+    data = _random_sparse(rng, n, n_models, float(rng.uniform(0.3, 0.8)))
+    return data, float(rng.choice([1.0, 0.9, 0.75, 0.6]))
+
+
+def _good_pairs_joined_by_a_bad_one():
+    """Pairs (0, 1) and (2, 3) at 1.0, (0, 2) at 0.5, one model."""
+    pairs = np.array([(0, 1), (0, 2), (2, 3)])
+    return SparsePairwiseIIA(pairs, np.array([[1.0, 0.5, 1.0]]), ("a",), 4)
+
+
 def _brute_force(data, floor, scope="per-model"):
     """The best strength over every assignment (tiny instances only)."""
     n, n_models = data.n_inputs, data.weights.shape[0]
@@ -207,11 +221,7 @@ def test_floor_violations_per_model_and_global():
 @pytest.mark.property
 @pytest.mark.parametrize("seed", range(12))
 def test_bound_covers_brute_force_and_search_verifies(seed):
-    rng = np.random.default_rng(100 + seed)
-    n = int(rng.integers(4, 8))
-    n_models = 1 if n == 7 else 2
-    data = _random_sparse(rng, n, n_models, float(rng.uniform(0.3, 0.8)))
-    floor = float(rng.choice([1.0, 0.9, 0.75, 0.6]))
+    data, floor = _tiny_case(np.random.default_rng(100 + seed))
     scope = "global" if seed % 4 == 3 else "per-model"
     best = _brute_force(data, floor, scope)
     bound, _ = sparse_upper_bound(data, floor, scope)
@@ -267,10 +277,7 @@ def test_pair_lp_bound_covers_brute_force_and_any_multipliers_certify(seed):
     # The pair LP's bound is certified from row multipliers, so it must hold for *any*
     # multipliers, not only the solver's: random ones (both signs, several scales) too.
     rng = np.random.default_rng(300 + seed)
-    n = int(rng.integers(4, 8))
-    n_models = 1 if n == 7 else 2
-    data = _random_sparse(rng, n, n_models, float(rng.uniform(0.3, 0.8)))
-    floor = float(rng.choice([1.0, 0.9, 0.75, 0.6]))
+    data, floor = _tiny_case(rng)
     best = _brute_force(data, floor)
     pairs, weights, n_inputs = sparse_arrays(data)
     got = pair_lp_bound(pairs, weights, n_inputs, floor, time_limit=30.0)
@@ -279,7 +286,7 @@ def test_pair_lp_bound_covers_brute_force_and_any_multipliers_certify(seed):
     for scale in (0.1, 1.0, 10.0):
         r = rng.normal(0.0, scale, size=lp.shape[0])
         assert certified_value(lp, r) + 1e-6 >= best
-    assert certified_value(lp, np.zeros(lp.shape[0])) == pytest.approx(n_inputs * n_models)
+    assert certified_value(lp, np.zeros(lp.shape[0])) == pytest.approx(weights.shape[0] * n_inputs)
 
 
 @pytest.mark.property
@@ -287,9 +294,7 @@ def test_pair_lp_charges_a_bad_pair_between_two_good_inputs():
     # Pairs (0, 1) and (2, 3) at 1.0, (0, 2) at 0.5, one model, floor 0.95. Every input has
     # a pair above the floor, so the per-input bound counts all 4; but a cell holding 0 and
     # 2 holds their bad pair, and a cell of 0, 1 (or 2, 3) is all one model can have.
-    data = SparsePairwiseIIA(
-        np.array([(0, 1), (0, 2), (2, 3)]), np.array([[1.0, 0.5, 1.0]]), ("a",), 4
-    )
+    data = _good_pairs_joined_by_a_bad_one()
     assert _brute_force(data, 0.95) == 2
     assert sparse_upper_bound(data, 0.95)[0] == 4
     bound, how = pair_lp_bound(*sparse_arrays(data), 0.95, time_limit=30.0)
@@ -302,9 +307,7 @@ def test_pair_lp_charges_a_bad_pair_between_two_good_inputs():
 def test_pair_lp_is_skipped_with_a_note_when_memory_is_short(monkeypatch):
     import solver.data
 
-    data = SparsePairwiseIIA(
-        np.array([(0, 1), (0, 2), (2, 3)]), np.array([[1.0, 0.5, 1.0]]), ("a",), 4
-    )
+    data = _good_pairs_joined_by_a_bad_one()
     need = pair_lp_bytes(4, 3, 1)
     monkeypatch.setattr(solver.data, "available_memory", lambda: need - 1)
     _, cert = solve_pairwise_sparse(data, 0.95, budget=2000)
@@ -315,9 +318,7 @@ def test_pair_lp_is_skipped_with_a_note_when_memory_is_short(monkeypatch):
 def test_pair_lp_is_skipped_with_a_note_when_it_would_outrun_the_time_limit(monkeypatch):
     import solver.sparse_pair_lp
 
-    data = SparsePairwiseIIA(
-        np.array([(0, 1), (0, 2), (2, 3)]), np.array([[1.0, 0.5, 1.0]]), ("a",), 4
-    )
+    data = _good_pairs_joined_by_a_bad_one()
     monkeypatch.setattr(solver.sparse_pair_lp, "SECONDS_AT_A_MILLION", 1e12)
     _, cert = solve_pairwise_sparse(data, 0.95, budget=2000, time_limit=30.0)
     assert cert.bound == 4 and "pair LP skipped" in cert.note and "longer time limit" in cert.note
