@@ -143,10 +143,50 @@ def certified_value(lp: PairLP, duals: np.ndarray) -> float:
     return float(terms.sum()) + margin
 
 
+@dataclass(frozen=True)
+class PairLPBound:
+    """``bound``: certified (module docstring); ``how``: a line for the certificate's note;
+    ``finished``: HiGHS reached its optimum (else the time limit stopped it); ``x``: the LP's
+    x_vm as [n, M], the start of ``round_pair_lp``."""
+
+    bound: float
+    how: str
+    finished: bool
+    x: np.ndarray
+
+
+def round_pair_lp(pairs: np.ndarray, weights: np.ndarray, x: np.ndarray, floor: float):
+    """A partition from the LP's x (int64 [n], -1 for none): each input to its largest
+    x_vm where that is at least ½; then, per model, members with no scored partner inside
+    leave, and while the cell's pairs fall short of the floor (Σ (w − λ) < 0, stricter than
+    the verifier) the member whose pairs inside fall shortest leaves. The caller verifies."""
+    n, M = x.shape
+    a = np.where(x.max(axis=1) >= 0.5, x.argmax(axis=1), -1).astype(np.int64)
+    i, j = pairs[:, 0], pairs[:, 1]
+    for m in range(M):
+        h = np.asarray(weights[m], dtype=np.float64) - floor
+        while True:
+            inside = a == m
+            both = inside[i] & inside[j]
+            partners = np.bincount(i[both], minlength=n) + np.bincount(j[both], minlength=n)
+            alone = inside & (partners == 0)
+            if alone.any():
+                a[alone] = -1
+                continue
+            if not both.any() or h[both].sum() >= 0.0:
+                break
+            share = np.bincount(i[both], h[both], minlength=n) + np.bincount(
+                j[both], h[both], minlength=n
+            )
+            share[~inside] = np.inf
+            a[int(np.argmin(share))] = -1
+    return a
+
+
 def pair_lp_bound(
     pairs: np.ndarray, weights: np.ndarray, n: int, floor: float, time_limit: float
-) -> tuple[float, str] | None:
-    """(bound, how) from the pair LP (per-model scope), or None where HiGHS gave no duals
+) -> PairLPBound | None:
+    """The pair LP's certified bound (per-model scope), or None where HiGHS gave no duals
     within ``time_limit`` seconds. A solve the time limit stopped still gives a valid bound
     (its duals so far, certified as above); ``how`` says so."""
     import highspy
@@ -195,4 +235,5 @@ def pair_lp_bound(
         f"pair LP, certified from its duals (L = {bound:.3f}, {n_cols:,} columns, "
         f"{seconds:.1f}s{'' if finished else ', stopped by the time limit'})"
     )
-    return bound, how
+    x = np.asarray(solution.col_value)[: n * weights.shape[0]].reshape(n, weights.shape[0])
+    return PairLPBound(bound, how, finished, x)

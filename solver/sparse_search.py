@@ -21,6 +21,7 @@ from solver.sparse_pair_lp import (
     pair_lp_bound,
     pair_lp_bytes,
     pair_lp_seconds,
+    round_pair_lp,
 )
 from solver.sparse_verify import (
     check_partition_sparse,
@@ -820,17 +821,37 @@ def solve_pairwise_sparse(
     )
     # The final word: the shared rules from scratch (raises on a bug, never returns one).
     check_partition_sparse(data, found.assignment, floor, scope)
+    notes.append(f"local search: {found.moves:,} of {budget:,} moves")
+    capped = found.capped
+    if found.capped:
+        notes.append("the time limit cut the local search short (depends on the machine)")
     strength = int((found.assignment >= 0).sum())
-    lp_capped = False
     if scope == "per-model" and strength < floor_bound(bound):
         # the pair LP after the search: it takes what the search left, and a bound the
         # search has already met needs no tightening
         left = time_limit - (time.perf_counter() - started)
-        bound, how, lp_capped = _tighten_by_pair_lp(pairs, weights, n, floor, left, bound, how)
+        bound, how, lp_capped, x = _tighten_by_pair_lp(pairs, weights, n, floor, left, bound, how)
+        capped |= lp_capped
+        if x is not None and strength < floor_bound(bound):
+            # a second search from the LP's rounding, on half the budget (it starts close;
+            # with the whole budget it ran past 120 s at 5,000 inputs: bench/RESULTS.md §7)
+            again = _search_from_lp(data, floor, x, seed, budget // 2, bound, started, time_limit)
+            if again is not None:
+                reached = int((again.assignment >= 0).sum())
+                notes.append(
+                    f"search from the pair LP's rounding: {reached} in {again.moves:,} of "
+                    f"{budget // 2:,} moves"
+                    + (
+                        ", cut short by the time limit (depends on the machine)"
+                        if again.capped
+                        else ""
+                    )
+                )
+                capped |= again.capped
+                if reached > strength:
+                    check_partition_sparse(data, again.assignment, floor, scope)
+                    found = again
     notes.insert(0, f"bound: {how}")
-    notes.append(f"local search: {found.moves:,} of {budget:,} moves")
-    if found.capped:
-        notes.append("the time limit cut the local search short (depends on the machine)")
     return found.assignment, Certificate.build(
         method="auto",
         solver="sparse local search",
@@ -840,19 +861,39 @@ def solve_pairwise_sparse(
         note="; ".join(notes),
         budget=budget,
         time_limit=time_limit,
-        capped=found.capped or lp_capped,
+        capped=capped,
+    )
+
+
+def _search_from_lp(data, floor, x, seed, budget, bound, started, time_limit):
+    """The local search again, from the pair LP's rounding (``round_pair_lp``), where that
+    is feasible and the time allows; None otherwise."""
+    pairs, weights, _ = sparse_arrays(data)
+    start = round_pair_lp(pairs, weights, x, floor)
+    left = time_limit - (time.perf_counter() - started)
+    if left <= 0 or not is_feasible_sparse(data, start, floor, "per-model"):
+        return None
+    return search_pairwise_sparse(
+        data,
+        floor,
+        "per-model",
+        start=start,
+        time_limit=left,
+        seed=seed,
+        max_moves=budget,
+        stop_at=int(np.floor(bound + 1e-6)),
     )
 
 
 def _tighten_by_pair_lp(pairs, weights, n, floor, left, bound, how):
-    """(bound, how, capped): the smaller of ``bound`` and the pair LP's certified bound
+    """(bound, how, capped, x): the smaller of ``bound`` and the pair LP's certified bound
     (``solver.sparse_pair_lp``), run on the ``left`` seconds where they and the memory allow;
     ``how`` says what the LP did when it did not win. ``capped``: the time limit stopped the
-    LP, so its bound depends on the machine's speed."""
+    LP, so its bound depends on the machine's speed; ``x``: the LP's x_vm, or None."""
     from solver.data import available_memory
 
     if left < PAIR_LP_MIN_SECONDS:
-        return bound, f"{how}; pair LP skipped: {max(left, 0.0):.1f}s left", False
+        return bound, f"{how}; pair LP skipped: {max(left, 0.0):.1f}s left", False, None
     expected = pair_lp_seconds(n, pairs.shape[0], weights.shape[0])
     if expected > OVERRUN * left:
         return (
@@ -860,6 +901,7 @@ def _tighten_by_pair_lp(pairs, weights, n, floor, left, bound, how):
             f"{how}; pair LP skipped: it takes about {expected:.0f}s here, {left:.1f}s left "
             "(a longer time limit runs it)",
             False,
+            None,
         )
     needed = pair_lp_bytes(n, pairs.shape[0], weights.shape[0])
     free = available_memory()
@@ -869,15 +911,14 @@ def _tighten_by_pair_lp(pairs, weights, n, floor, left, bound, how):
             f"{how}; pair LP skipped: it needs about {needed / 2**30:.1f} GiB, "
             f"{free / 2**30:.1f} GiB free",
             False,
+            None,
         )
     got = pair_lp_bound(pairs, weights, n, floor, left)
     if got is None:
-        return bound, f"{how}; pair LP: no duals within {left:.1f}s", True
-    lp_bound, lp_how = got
-    capped = "stopped by the time limit" in lp_how
-    if lp_bound < bound:
-        return lp_bound, lp_how, capped
-    return bound, f"{how}; {lp_how}, not below", capped
+        return bound, f"{how}; pair LP: no duals within {left:.1f}s", True, None
+    if got.bound < bound:
+        return got.bound, got.how, not got.finished, got.x
+    return bound, f"{how}; {got.how}, not below", not got.finished, got.x
 
 
 def from_dense(data: PairwiseIIA, pairs: np.ndarray | None = None) -> SparsePairwiseIIA:

@@ -18,7 +18,13 @@ from solver.sparse_data import (
     SparsePairwiseIIA,
     sparse_arrays,
 )
-from solver.sparse_pair_lp import build_pair_lp, certified_value, pair_lp_bound, pair_lp_bytes
+from solver.sparse_pair_lp import (
+    build_pair_lp,
+    certified_value,
+    pair_lp_bound,
+    pair_lp_bytes,
+    round_pair_lp,
+)
 from solver.sparse_search import (
     greedy_pairwise_sparse,
     search_pairwise_sparse,
@@ -281,7 +287,9 @@ def test_pair_lp_bound_covers_brute_force_and_any_multipliers_certify(seed):
     best = _brute_force(data, floor)
     pairs, weights, n_inputs = sparse_arrays(data)
     got = pair_lp_bound(pairs, weights, n_inputs, floor, time_limit=30.0)
-    assert got is not None and got[0] + 1e-6 >= best
+    assert got is not None and got.finished and got.bound + 1e-6 >= best
+    rounded = round_pair_lp(pairs, weights, got.x, floor)
+    assert is_feasible_sparse(data, rounded, floor, "per-model")
     lp = build_pair_lp(pairs, weights, n_inputs, floor)
     for scale in (0.1, 1.0, 10.0):
         r = rng.normal(0.0, scale, size=lp.shape[0])
@@ -297,8 +305,8 @@ def test_pair_lp_charges_a_bad_pair_between_two_good_inputs():
     data = _good_pairs_joined_by_a_bad_one()
     assert _brute_force(data, 0.95) == 2
     assert sparse_upper_bound(data, 0.95)[0] == 4
-    bound, how = pair_lp_bound(*sparse_arrays(data), 0.95, time_limit=30.0)
-    assert 2 <= bound < 3 and "pair LP" in how
+    got = pair_lp_bound(*sparse_arrays(data), 0.95, time_limit=30.0)
+    assert 2 <= got.bound < 3 and "pair LP" in got.how
     a, cert = solve_pairwise_sparse(data, 0.95, budget=2000)
     assert int((a >= 0).sum()) == 2 and cert.status == "optimal" and "pair LP" in cert.note
 
