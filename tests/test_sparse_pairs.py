@@ -64,6 +64,20 @@ def _good_pairs_joined_by_a_bad_one():
     return SparsePairwiseIIA(pairs, np.array([[1.0, 0.5, 1.0]]), ("a",), 4)
 
 
+def _planted_sparse(seed, n=300, n_models=4):
+    """Each input has a true model; 5 random partners each; pairs of the same true model score
+    high under it, the rest Beta(2, 3) noise."""
+    rng = np.random.default_rng(seed)
+    true = rng.integers(0, n_models, size=n)
+    src = np.repeat(np.arange(n), 5)
+    dst = (src + rng.integers(1, n, size=src.size)) % n
+    pairs = np.unique(np.sort(np.stack((src, dst), axis=1), axis=1), axis=0)
+    w = rng.beta(2.0, 3.0, size=(n_models, len(pairs)))
+    same = np.flatnonzero(true[pairs[:, 0]] == true[pairs[:, 1]])
+    w[true[pairs[same, 0]], same] = 1.0 - rng.exponential(0.03, size=same.size).clip(0, 1)
+    return SparsePairwiseIIA(pairs, w, tuple("abcdefgh"[:n_models]), n)
+
+
 def _brute_force(data, floor, scope="per-model"):
     """The best strength over every assignment (tiny instances only)."""
     n, n_models = data.n_inputs, data.weights.shape[0]
@@ -312,6 +326,17 @@ def test_pair_lp_charges_a_bad_pair_between_two_good_inputs():
 
 
 @pytest.mark.integration
+def test_a_second_search_from_the_lp_rounding_keeps_the_stronger_partition():
+    data = _planted_sparse(11)
+    n = data.n_inputs
+    first = search_pairwise_sparse(data, 0.99, seed=0, max_moves=20_000, time_limit=None)
+    a, cert = solve_pairwise_sparse(data, 0.99, seed=0, budget=20_000, time_limit=120.0)
+    check_partition_sparse(data, a, 0.99)
+    assert "pair LP, certified" in cert.note and "search from the pair LP's rounding" in cert.note
+    assert (first.assignment >= 0).sum() <= cert.objective <= cert.bound < n
+
+
+@pytest.mark.integration
 def test_pair_lp_is_skipped_with_a_note_when_memory_is_short(monkeypatch):
     import solver.data
 
@@ -335,16 +360,8 @@ def test_pair_lp_is_skipped_with_a_note_when_it_would_outrun_the_time_limit(monk
 
 @pytest.mark.integration
 def test_search_is_deterministic_and_beats_or_matches_the_greedy():
-    rng = np.random.default_rng(7)
-    n, n_models = 300, 4
-    true = rng.integers(0, n_models, size=n)
-    src = np.repeat(np.arange(n), 5)
-    dst = (src + rng.integers(1, n, size=src.size)) % n
-    pairs = np.unique(np.sort(np.stack((src, dst), axis=1), axis=1), axis=0)
-    w = rng.beta(2.0, 3.0, size=(n_models, len(pairs)))
-    same = np.flatnonzero(true[pairs[:, 0]] == true[pairs[:, 1]])
-    w[true[pairs[same, 0]], same] = 1.0 - rng.exponential(0.03, size=same.size).clip(0, 1)
-    data = SparsePairwiseIIA(pairs, w, tuple("abcd"), n)
+    data = _planted_sparse(7)
+    n = data.n_inputs
     greedy = greedy_pairwise_sparse(data, 0.9)
     check_partition_sparse(data, greedy, 0.9)
     runs = [
