@@ -199,8 +199,8 @@ def reduced_cost_proof(
         # every strength above target is refuted (or above D): the first packing that
         # reaches target is optimal, and the search stops there
         # the table is sorted by reduced cost, so the cells this target admits are a prefix
-        admitted = np.arange(np.searchsorted(table.rc, dual - target, side="right"))
-        fallback = len(admitted) <= PACK_MILP_MAX_CELLS  # else the MILP is not handed them
+        admitted = int(np.searchsorted(table.rc, dual - target, side="right"))
+        fallback = admitted <= PACK_MILP_MAX_CELLS  # else the MILP is not handed them
         share = PACK_SEARCH_SHARE if fallback else PACK_SEARCH_SHARE_ALONE
         search = pack_by_search(
             table, pi, sigma, target, now + share * max(0.0, deadline - now), enough=target
@@ -218,9 +218,9 @@ def reduced_cost_proof(
         # left, on the cells this target admits (a partition of strength >= target uses
         # only those)
         searched = False
-        if len(admitted) > PACK_MILP_MAX_CELLS:
+        if admitted > PACK_MILP_MAX_CELLS:
             break  # target unproven: the bound stays at the last target refuted
-        fit = list(table.cells.take(admitted))
+        fit = list(table.cells.take(np.arange(admitted)))
         milp_ran = True
         milp, milp_bound, _ = packing_program(fit, n, M, max(0.5, deadline - time.perf_counter()))
         better = stronger(milp)

@@ -63,16 +63,20 @@ SECONDS_AT_A_MILLION = 60.0
 OVERRUN = 1.25
 
 
+def pair_lp_nonzeros(n_inputs: int, n_pairs: int, n_models: int) -> int:
+    """Nonzeros of the LP, at most: per model 3 per pair (McCormick), 2 per pair (measured),
+    1 per pair (floor), 1 per input (measured), and 1 per input and model (one cell)."""
+    return n_models * (6 * n_pairs + 2 * n_inputs)
+
+
 def pair_lp_bytes(n_inputs: int, n_pairs: int, n_models: int) -> int:
-    """Estimated peak bytes of ``pair_lp_bound``. Nonzeros, at most: per model 3 per pair
-    (McCormick), 2 per pair (measured), 1 per pair (floor), 1 per input (measured), and 1
-    per input and model (one cell)."""
-    return BYTES_PER_NONZERO * n_models * (6 * n_pairs + 2 * n_inputs)
+    """Estimated peak bytes of ``pair_lp_bound``."""
+    return BYTES_PER_NONZERO * pair_lp_nonzeros(n_inputs, n_pairs, n_models)
 
 
 def pair_lp_seconds(n_inputs: int, n_pairs: int, n_models: int) -> float:
     """Expected seconds of ``pair_lp_bound`` on this kind of machine (the fit above)."""
-    nonzeros = pair_lp_bytes(n_inputs, n_pairs, n_models) / BYTES_PER_NONZERO
+    nonzeros = pair_lp_nonzeros(n_inputs, n_pairs, n_models)
     return SECONDS_AT_A_MILLION * (nonzeros / 1e6) ** 1.5
 
 

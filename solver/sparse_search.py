@@ -835,7 +835,8 @@ def solve_pairwise_sparse(
         if x is not None and strength < floor_bound(bound):
             # a second search from the LP's rounding, on half the budget (it starts close;
             # with the whole budget it ran past 120 s at 5,000 inputs: bench/RESULTS.md §7)
-            again = _search_from_lp(data, floor, x, seed, budget // 2, bound, started, time_limit)
+            start = round_pair_lp(pairs, weights, x, floor)
+            again = _search_from(data, floor, start, seed, budget // 2, bound, started, time_limit)
             if again is not None:
                 reached = int((again.assignment >= 0).sum())
                 notes.append(
@@ -865,11 +866,9 @@ def solve_pairwise_sparse(
     )
 
 
-def _search_from_lp(data, floor, x, seed, budget, bound, started, time_limit):
-    """The local search again, from the pair LP's rounding (``round_pair_lp``), where that
-    is feasible and the time allows; None otherwise."""
-    pairs, weights, _ = sparse_arrays(data)
-    start = round_pair_lp(pairs, weights, x, floor)
+def _search_from(data, floor, start, seed, budget, bound, started, time_limit):
+    """The local search again (per-model), from ``start`` where that is feasible and the
+    time allows; None otherwise."""
     left = time_limit - (time.perf_counter() - started)
     if left <= 0 or not is_feasible_sparse(data, start, floor, "per-model"):
         return None
