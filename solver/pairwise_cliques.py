@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
+from solver.feasibility import SEARCH_TOL
 from solver.pairwise_bounds import _prepare, deficit_budget
 
 _CHUNK_NODES = 200_000  # branches per compiled call: the deadline is checked between calls
@@ -67,6 +68,18 @@ class CliqueCaps:
     proven: np.ndarray
     cliques: list[np.ndarray]
     seconds: float
+    timed_out: bool = False
+
+
+@dataclass(frozen=True)
+class BestResponses:
+    """``best_responses``: the assignment after them, the inputs they added, the cells they
+    replaced, the branches taken, and whether the deadline stopped a search."""
+
+    assignment: np.ndarray
+    gained: int
+    replaced: int
+    branches: int
     timed_out: bool = False
 
 
@@ -513,3 +526,48 @@ def _shrink_shared(
                 shared[u] = False
         retry = undecided
     return shared, False
+
+
+def best_responses(
+    w: np.ndarray, assignment: np.ndarray, time_limit: float, deadline: float | None = None
+) -> BestResponses:
+    """A floor-1 partition improved one model at a time, exactly: with every other cell
+    held, the best cell of model m is the maximum clique of G_m among the inputs of m's own
+    cell and the fallback. Each model in turn takes that clique where it is larger than its
+    cell (and is a cell: its total deficit within the floor's budget, which a clique of G_m
+    may exceed where deficits are small but not 0), until a round changes nothing. The
+    annealing moves one input at a time, so it can stop short of a clique these searches
+    find at once (bench/RESULTS.md, section 2). The searches share the branch budget that
+    ``time_limit`` buys, as in ``clique_caps``; ``deadline`` guards the caller's limit."""
+    deadline = time.perf_counter() + time_limit if deadline is None else deadline
+    w = _prepare(w)
+    graphs = floor_one_graphs(w)
+    best = np.asarray(assignment, dtype=np.int64).copy()
+    budget = _budget(time_limit)
+    used = gained = replaced = 0
+    changed = True
+    while changed and used < budget:
+        changed = False
+        for m, graph in enumerate(graphs):
+            free = np.nonzero((best == m) | (best < 0))[0]
+            own = np.nonzero(best[free] == m)[0]
+            if len(free) <= len(own):
+                continue
+            adj = graph[np.ix_(free, free)]
+            result = max_clique(adj, deadline, own if len(own) else None, branches=budget - used)
+            used += result.nodes
+            if result.timed_out:
+                return BestResponses(best, gained, replaced, used, True)
+            cell = free[result.clique]
+            k = len(cell)
+            # pairs i < j; the diagonal of w is 0 (``_prepare``)
+            deficit = (k * (k - 1) - w[m][np.ix_(cell, cell)].sum()) / 2.0
+            if k > max(len(own), 1) and deficit <= deficit_budget(k, 1.0, SEARCH_TOL):
+                best[best == m] = -1
+                best[cell] = m
+                gained += k - len(own)
+                replaced += 1
+                changed = True
+            if used >= budget:
+                break
+    return BestResponses(best, gained, replaced, used, False)

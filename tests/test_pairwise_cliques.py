@@ -21,10 +21,11 @@ from test_pairwise_bounds import (
     brute_force,
 )
 
-from solver import PairwiseIIA, Solver
+from solver import PairwiseIIA, Solver, check_partition
 from solver.pairwise_cliques import (
     _close_open_terms,
     _shrink_shared,
+    best_responses,
     clique_caps,
     max_clique,
     shared_input_bound,
@@ -126,6 +127,60 @@ def test_open_terms_searched_again_close_at_omega_outside_u(seed, n, M):
     assert list(again) == omegas
 
 
+def _floor_one_partition(seed: int, n: int, M: int):
+    """M random 0/1 graphs as floor-1 weights, and a floor-1 partition built greedily
+    (each model in turn takes a clique among the inputs still free, of at most 3 inputs):
+    feasible, and mostly short of each model's best cell."""
+    rng = np.random.default_rng(seed)
+    w = np.stack([_graph(seed + m, n, float(rng.uniform(0.3, 0.8))) for m in range(M)]) * 1.0
+    assignment = np.full(n, -1)
+    for m in rng.permutation(M):
+        cell: list[int] = []
+        for v in rng.permutation(n):
+            if assignment[v] < 0 and len(cell) < 3 and all(w[m, v, u] == 1 for u in cell):
+                cell.append(int(v))
+        if len(cell) >= 2:
+            assignment[cell] = m
+    return w, assignment
+
+
+@pytest.mark.property
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(2, 40), M=st.integers(1, 4))
+def test_best_responses_leave_every_model_at_its_best_cell(seed, n, M):
+    w, start = _floor_one_partition(seed, n, M)
+    found = best_responses(w, start, 60.0)
+    a = found.assignment
+    check_partition(w, a, 1.0, "pairwise", "per-model")
+    gained = int((a >= 0).sum() - (start >= 0).sum())
+    assert found.gained == gained >= 0 and not found.timed_out
+    assert (found.replaced == 0) == (gained == 0)
+    for m in range(M):  # no model gains from its own cell and the fallback any more
+        free = np.nonzero((a == m) | (a < 0))[0]
+        best = _omega(w[m][np.ix_(free, free)] == 1) if len(free) else 0
+        assert (a == m).sum() == (best if best >= 2 else 0)  # a cell needs a pair
+
+
+@pytest.mark.unit
+def test_a_best_response_takes_no_clique_whose_deficits_exceed_the_budget():
+    # inputs 0-3 are a clique of model 0's floor-1 graph (each pair's deficit 2e-9 is within
+    # TOL·C(n, 2)), but their six deficits sum past the budget of a cell of 4: no cell
+    n = 10
+    w = np.zeros((1, n, n))
+    w[0, :4, :4] = 1.0 - 2e-9
+    w[0, 4, 5] = w[0, 5, 4] = 1.0
+    np.fill_diagonal(w[0], 0.0)
+    start = np.full(n, -1)
+    start[[4, 5]] = 0
+    found = best_responses(w, start, 60.0)
+    assert np.array_equal(found.assignment, start) and found.gained == 0
+    # with the deficits at 0 the same clique is a cell, and the response takes it
+    w[0, :4, :4] = 1.0
+    np.fill_diagonal(w[0], 0.0)
+    taken = best_responses(w, start, 60.0)
+    assert taken.gained == 2 and set(np.nonzero(taken.assignment == 0)[0]) == {0, 1, 2, 3}
+
+
 @pytest.mark.unit
 def test_a_stopped_search_still_caps_every_clique():
     a = _graph(3, 90, 0.6)
@@ -179,6 +234,7 @@ def test_auto_at_floor_one_takes_exact_caps_and_skips_the_sdp(authors_graphs):
     cert = result.certificate
     assert "clique caps" in cert.note and "(6 of 6 exact" in cert.note
     assert "SDP size caps" not in cert.note  # it cannot lower caps that are exact
+    assert "best responses: " in cert.note  # the search's partition is polished by cliques
     caps = clique_caps(w, None, 30.0)
     assert caps.proven.all()
     for m in range(w.shape[0]):  # each cap is a floor-1 cell: the largest one alone
