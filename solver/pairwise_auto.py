@@ -179,15 +179,28 @@ def solve_pairwise_auto(
             keep = min(keep, _refine_seconds(bound_seconds))
         return time.perf_counter() + max(left() - keep, 0.0)
 
-    if (
-        priced
-        and floor >= 1.0 - TOL
-        and strength(best) < floor_bound(bound)
-        and left() > 1.0
-        # past the SDP's size, only where both the budget and half of the time left come to
-        # CLIQUE_MIN_SECONDS: the guard would stop searches that the time left cannot hold
-        and (n <= SDP_MAX_INPUTS or min(clique_time, 0.5 * left()) >= CLIQUE_MIN_SECONDS)
-    ):
+    cliques_wanted = priced and floor >= 1.0 - TOL and strength(best) < floor_bound(bound)
+    # past the SDP's size, only where both the budget and half of the time left come to
+    # CLIQUE_MIN_SECONDS: the guard would stop searches that the time left cannot hold
+    cliques_fit = left() > 1.0 and (
+        n <= SDP_MAX_INPUTS or min(clique_time, 0.5 * left()) >= CLIQUE_MIN_SECONDS
+    )
+    if cliques_wanted and not cliques_fit:
+        # said, not silent: the bound then stays where the phases before left it
+        if n > SDP_MAX_INPUTS and clique_time < CLIQUE_MIN_SECONDS:
+            why = (
+                f"the time limit buys them {clique_time:.1f}s, they need "
+                f"{CLIQUE_MIN_SECONDS:.0f}s (a time limit of at least "
+                f"{CLIQUE_MIN_SECONDS / CLIQUE_SHARE:.0f}s runs them)"
+            )
+        else:
+            need = 1.0 if n <= SDP_MAX_INPUTS else 2 * CLIQUE_MIN_SECONDS
+            why = (
+                f"{max(left(), 0.0):.1f}s left after the search, they need {need:.0f}s "
+                "(a longer time limit runs them)"
+            )
+        notes.append(f"clique caps skipped: {why}")
+    if cliques_wanted and cliques_fit:
         # at floor 1 every cell is a clique: each model's maximum clique caps its cells
         budgeted += clique_time
         caps, late = _floor_one_caps(w, CAPS_SHARE * clique_time, seed, clique_deadline())

@@ -243,6 +243,17 @@ def test_auto_at_floor_one_takes_exact_caps_and_skips_the_sdp(authors_graphs):
 
 
 @pytest.mark.integration
+def test_skipped_clique_caps_are_said_in_the_note(authors_graphs):
+    # 1000 inputs: at a 5 s limit the caps would get 2 s, past the SDP's size too little to
+    # prove anything, so they do not run, and the certificate says why rather than nothing
+    result = Solver(method="auto", time_limit=5, seed=0).solve(authors_graphs, 1.0)
+    note = result.certificate.note
+    assert "clique caps skipped: the time limit buys them 2.0s" in note
+    assert "a time limit of at least 20s runs them" in note
+    assert "clique caps [" not in note
+
+
+@pytest.mark.integration
 @pytest.mark.parametrize("case", FLOOR_ONE, ids=_ids)
 def test_counting_shared_inputs_once_stays_above_the_optimum(case):
     w, optimum, _ = _optimum(case)
