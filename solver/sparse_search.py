@@ -817,7 +817,7 @@ def solve_pairwise_sparse(
         time_limit=left,
         seed=seed,
         max_moves=budget,
-        stop_at=int(np.floor(bound + 1e-6)),
+        stop_at=int(floor_bound(bound)),
     )
     # The final word: the shared rules from scratch (raises on a bug, never returns one).
     check_partition_sparse(data, found.assignment, floor, scope)
@@ -880,7 +880,7 @@ def _search_from(data, floor, start, seed, budget, bound, started, time_limit):
         time_limit=left,
         seed=seed,
         max_moves=budget,
-        stop_at=int(np.floor(bound + 1e-6)),
+        stop_at=int(floor_bound(bound)),
     )
 
 
