@@ -62,6 +62,7 @@ from solver.per_input_bounds import (
     tie_break_eps,
 )
 from solver.per_input_milp import MilpResult, allowed_models, milp_highs, milp_pulp
+from solver.per_input_priced import model_set_bound
 from solver.per_input_repair import better, fill, reoptimize_cells, repair, settle
 from solver.verify import partition_problems, screen_start
 
@@ -78,6 +79,9 @@ MILP_MAX_INPUTS = 20_000
 # knapsack-like gap can take hours (10,000 x 8 synthetic at λ = 0.85: open after 60 s),
 # and the Lagrangian answer is already within a few units.
 AUTO_MILP_SECONDS = 60.0
+# model sets the model-set bound settled above the partition known that get a top-K start
+# of their own (each costs about what the first one did)
+PRICED_SETS_TRIED = 2
 # The tie-break phase (max total IIA at maximal strength) is best-effort: its knapsack-like
 # bound can take minutes to close, so it gets at most this long on top of its node budget. A
 # tie-break the clock stops is not used; the cap is generous so that a loaded machine still
@@ -527,6 +531,34 @@ def _per_model_start(
         assign = better(a, assign, cand)
     elif warm is not None:
         assign = better(a, assign, fill(a, warm, floor, "per-model", max_models, min_cell))
+    if max_models is not None and 0 < max_models < len(cols) and assign is not None:
+        bound, assign = _priced_step(
+            a, floor, cols, sizes, max_models, min_cell, bound, assign, deadline, log
+        )
+    return bound, assign
+
+
+def _priced_step(a, floor, cols, sizes, max_models, min_cell, bound, assign, deadline, log):
+    """With ``max_models`` = K below the models left: the priced bound branched on the
+    model set (``solver.per_input_priced``), and the top-K start on each model set it
+    settled above the partition known, where that set is not the K largest lone cells."""
+    known = _strength(assign)
+    if floor_bound(bound) <= known:
+        return bound, assign
+    found = model_set_bound(a, floor, cols, max_models, known, deadline=deadline)
+    how = "every branch settled" if found.closed else "open branches counted at their bounds"
+    log.note(
+        f"model-set bound {found.bound:.1f} (priced bound {found.root:.1f}, "
+        f"{found.nodes} bounds, {how})"
+    )
+    bound = min(bound, found.bound)
+    lone_top = np.sort(cols[np.argsort(-sizes, kind="stable")[:max_models]])
+    for models in found.sets[:PRICED_SETS_TRIED]:
+        if np.array_equal(models, lone_top):
+            continue
+        pick = np.searchsorted(cols, models)
+        cand = top_models_start(a, floor, "per-model", max_models, min_cell, sizes[pick], models)
+        assign = better(a, assign, cand)
     return bound, assign
 
 

@@ -1,0 +1,285 @@
+"""A bound for per-input partitions under ``max_models`` that prices the inputs, not only
+the floors (per-model scope).
+
+Relax "each input in at most one cell" with a price π_i in [0, 1] on every input. For any
+partition with at most K non-empty cells S_m,
+
+    strength = Σ_i Σ_m x_im <= Σ_i π_i + Σ_m Σ_{i∈S_m} (1 − π_i)
+             <= Σ_i π_i + (the K largest of v_m(π)),
+
+where v_m(π) >= 0 is the most that one feasible cell of model m can be worth at those
+prices. A cell is feasible when its terms t_i = a_im − λ + tol sum to >= 0 (the verifier's
+tolerance), so v_m(π) is at most the fractional knapsack: every input of t_i >= 0 (it adds
+surplus and has a value >= 0), then the others by value per unit of deficit, (1 − π_i) / −t_i,
+until the surplus is spent, the last one in part. The lone-cell bound (``conflict_bound``)
+is the case of prices 0 or 1 with the knapsack solved whole; minimising over π by
+subgradient steps reaches the LP with the model choice (at most K cells) inside.
+
+Only the inputs that rank high in some model ever carry a price: each model's inputs are
+ranked once by a_im, and its knapsack looks at its top rows only, which holds the exact
+fractional answer as long as its last row's ratio 1 / −t is no more than the ratio where the
+knapsack stops (no row below it could have been taken first); a model where that fails is
+computed again with more rows.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from solver.certificate import floor_bound
+from solver.feasibility import TOL
+from solver.per_input_bounds import lagrangian_dual, tie_break_eps
+
+# Subgradient steps at most (fewer when the bound stops improving, meets the incumbent, or
+# the deadline passes): on 200,000 × 64 the bound settles within about 30.
+PRICED_MAX_STEPS = 60
+# rows each model's knapsack starts with, beyond those above the floor, as a multiple of
+# the rows it took at prices 0 (grown where the check above fails)
+_EXTRA_ROWS = 3
+# Polyak steps: θ halves after this many steps without a better bound
+_PATIENCE = 4
+# slack added to the bound for float rounding in the knapsack sums
+_ROUNDING = 1e-9
+
+
+@dataclass
+class PricedBound:
+    """``bound``: a proven upper bound on the strength; ``models``: the K models whose
+    knapsacks count at the best prices (a model set worth trying for a partition);
+    ``price``: those prices; ``steps``: subgradient steps taken; ``stop``: why it stopped."""
+
+    bound: float
+    models: np.ndarray
+    price: np.ndarray
+    steps: int
+    stop: str
+
+
+@dataclass
+class ModelSetBound:
+    """The priced bound branched on which models hold a cell. ``bound``: proven (the
+    largest over the model sets left open and the sets settled one by one); ``root``: the
+    priced bound before branching; ``nodes``: bounds computed; ``closed``: every branch
+    settled (else the deadline or the node budget stopped it, and ``bound`` counts the open
+    ones at their own bounds); ``sets``: the model sets settled whole whose bound stayed
+    above the partition known (worth a partition of their own), best first."""
+
+    bound: float
+    root: float
+    nodes: int
+    closed: bool
+    sets: list[np.ndarray]
+
+
+class _Knapsacks:
+    """Each model's top rows and terms, ranked once."""
+
+    def __init__(self, a: np.ndarray, floor: float, cols: np.ndarray) -> None:
+        self.a, self.floor, self.cols = a, floor, np.asarray(cols)
+        self.rows: list[np.ndarray] = []
+        self.terms: list[np.ndarray] = []
+        for m in self.cols.tolist():
+            t = np.asarray(a[:, m], dtype=np.float64) - (floor - TOL)
+            self.rows.append(self._top(t, _first_size(t)))
+            self.terms.append(t[self.rows[-1]])
+
+    @staticmethod
+    def _top(t: np.ndarray, size: int) -> np.ndarray:
+        if size >= len(t):
+            return np.argsort(-t, kind="stable")
+        part = np.argpartition(-t, size - 1)[:size]
+        return part[np.argsort(-t[part], kind="stable")]
+
+    def value(self, j: int, price: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        """v_m(π) for the j-th model of ``cols``: (value, its rows, their fractions)."""
+        while True:
+            rows, t = self.rows[j], self.terms[j]
+            worth = 1.0 - price[rows]
+            pos = t >= 0
+            surplus = float(t[pos].sum())
+            neg = np.flatnonzero(~pos & (worth > 0))
+            ratio = worth[neg] / -t[neg]
+            order = neg[np.argsort(-ratio, kind="stable")]
+            spent = np.cumsum(-t[order])
+            k = int(np.searchsorted(spent, surplus, side="right"))
+            frac = pos.astype(np.float64)
+            frac[order[:k]] = 1.0
+            value = float(worth[pos].sum() + worth[order[:k]].sum())
+            stop_ratio = 0.0
+            if k < len(order):
+                part = (surplus - (float(spent[k - 1]) if k else 0.0)) / -t[order[k]]
+                frac[order[k]] = part
+                value += part * float(worth[order[k]])
+                stop_ratio = float(worth[order[k]] / -t[order[k]])
+            full = len(rows) == len(self.a)
+            # rows below the last one ranked have ratio at most 1 / −t_last: none of them
+            # could have come before the stop
+            if full or (k < len(order) and t[-1] < 0 and stop_ratio >= 1.0 / -t[-1]):
+                return value, rows, frac
+            column = np.asarray(self.a[:, self.cols[j]], dtype=np.float64) - (self.floor - TOL)
+            self.rows[j] = self._top(column, min(len(self.a), 4 * len(rows)))
+            self.terms[j] = column[self.rows[j]]
+
+
+def _counted(values: np.ndarray, k: int, must: np.ndarray) -> np.ndarray:
+    """The knapsacks that count: every required one, then the largest of the rest."""
+    rest = np.flatnonzero(~must)
+    rest = rest[np.argsort(-values[rest], kind="stable")][: max(k - int(must.sum()), 0)]
+    return np.concatenate([np.flatnonzero(must), rest])
+
+
+def _first_size(t: np.ndarray) -> int:
+    above = int((t >= 0).sum())
+    surplus = float(t[t >= 0].sum())
+    below = np.sort(-t[t < 0])[: 4 * max(above, 64)]
+    taken = int(np.searchsorted(np.cumsum(below), surplus, side="right"))
+    return min(len(t), above + _EXTRA_ROWS * max(taken, 64))
+
+
+def priced_bound(
+    a: np.ndarray,
+    floor: float,
+    cols: np.ndarray,
+    max_models: int,
+    known: int,
+    deadline: float | None = None,
+    max_steps: int = PRICED_MAX_STEPS,
+) -> PricedBound:
+    """Minimise Σπ + (the ``max_models`` largest v_m(π)) over π in [0, 1], the models
+    ``cols``, by Polyak subgradient steps toward ``known`` (the strength of a verified
+    partition). Every value it evaluates is a bound; the smallest is returned."""
+    sacks = _Knapsacks(a, floor, np.asarray(cols))
+    everyone = np.ones(len(cols), dtype=bool)
+    return _descend(sacks, everyone, ~everyone, max_models, known, None, deadline, max_steps)
+
+
+def _descend(
+    sacks: _Knapsacks,
+    allowed: np.ndarray,
+    required: np.ndarray,
+    max_models: int,
+    known: int,
+    start: np.ndarray | None,
+    deadline: float | None,
+    max_steps: int,
+) -> PricedBound:
+    """The priced bound over model sets T with required ⊆ T ⊆ allowed (masks over the
+    knapsacks' models), |T| <= max_models: every required knapsack counts, then the
+    largest of the other allowed ones."""
+    n = len(sacks.a)
+    cols = sacks.cols
+    price = np.zeros(n) if start is None else start.copy()
+    best = PricedBound(float("inf"), cols[:0], price, 0, "max_steps")
+    theta, stale = 1.0, 0
+    index = np.flatnonzero(allowed)
+    must = required[index]
+    step = 0
+    for step in range(1, max_steps + 1):
+        solved = [sacks.value(j, price) for j in index.tolist()]
+        values = np.array([v for v, _, _ in solved])
+        top = _counted(values, max_models, must)
+        bound = float(price.sum() + values[top].sum()) + _ROUNDING * (1 + n)
+        if bound < best.bound - 1e-9:
+            best = PricedBound(bound, np.sort(cols[index[top]]), price, step, "max_steps")
+            stale = 0
+        else:
+            stale += 1
+            if stale >= _PATIENCE:
+                theta, stale = theta / 2, 0
+        if floor_bound(best.bound) <= known:
+            best.stop = "met the partition"
+            break
+        if deadline is not None and time.perf_counter() > deadline:
+            best.stop = "time"
+            break
+        # subgradient in π: 1 − (how much of input i the counted knapsacks take)
+        used = np.zeros(n)
+        for j in top.tolist():
+            _, rows, frac = solved[j]
+            used[rows] += frac
+        grad = 1.0 - used
+        # a price already at 0 that would fall stays there (the projection): leave it out
+        # of the step's length
+        grad[(price <= 0) & (grad > 0)] = 0.0
+        norm = float(grad @ grad)
+        if norm <= 0 or theta < 1e-3:
+            best.stop = "converged"
+            break
+        price = np.clip(price - theta * (bound - known) / norm * grad, 0.0, 1.0)
+    best.steps = step
+    return best
+
+
+def model_set_bound(
+    a: np.ndarray,
+    floor: float,
+    cols: np.ndarray,
+    max_models: int,
+    known: int,
+    deadline: float | None = None,
+    max_nodes: int = 200,
+) -> ModelSetBound:
+    """Branch the priced bound on the model set. A node holds the sets T with
+    required ⊆ T ⊆ allowed; where its bound stays above ``known``, the K models it counts,
+    m_1..m_K, split it: T = {m_1..m_K} exactly (settled by the priced bound on those models
+    alone: the floors' Lagrangian over them), or m_j is left out while m_1..m_{j-1} stay in, one
+    child per j. The children cover the node's sets once each. Depth first, each child from
+    its parent's prices; the proven bound is the largest of what is settled and what is
+    left open."""
+    cols = np.asarray(cols)
+    sacks = _Knapsacks(a, floor, cols)
+    everyone = np.ones(len(cols), dtype=bool)
+    root = _descend(sacks, everyone, ~everyone, max_models, known, None, deadline, PRICED_MAX_STEPS)
+    stack = [(everyone, ~everyone, root)]
+    settled, nodes, sets = 0.0, 1, []
+    while stack:
+        if nodes >= max_nodes or (deadline is not None and time.perf_counter() > deadline):
+            break
+        allowed, required, node = stack.pop()
+        if floor_bound(node.bound) <= known:
+            settled = max(settled, min(node.bound, known))
+            continue
+        counted = np.isin(cols, node.models)
+        if allowed.sum() <= max_models or counted.sum() < max_models:
+            # every allowed model counts already: the node is one model set
+            settled = max(settled, node.bound)
+            sets.append((node.bound, node.models))
+            continue
+        # T = the counted models exactly: the Lagrangian over the floors on those models
+        # alone (the same LP, but its bundle method settles it where the prices stall)
+        whole, _, _ = lagrangian_dual(
+            a, floor, tie_break_eps(len(a)), deadline=deadline, cols=cols[counted]
+        )
+        nodes += 1
+        settled = max(settled, whole if floor_bound(whole) > known else known)
+        if floor_bound(whole) > known:
+            sets.append((whole, cols[counted]))
+        free = [j for j in np.flatnonzero(counted) if not required[j]]
+        children = []
+        for i, j in enumerate(free):
+            child_allowed = allowed.copy()
+            child_allowed[j] = False
+            child_required = required.copy()
+            child_required[free[:i]] = True
+            child = _descend(
+                sacks,
+                child_allowed,
+                child_required,
+                max_models,
+                known,
+                node.price,
+                deadline,
+                PRICED_MAX_STEPS,
+            )
+            nodes += 1
+            children.append((child_allowed, child_required, child))
+        stack.extend(children)
+    open_bound = max((node.bound for _, _, node in stack), default=0.0)
+    bound = max(settled, open_bound, float(known))
+    sets.sort(key=lambda found: -found[0])
+    return ModelSetBound(
+        min(bound, root.bound), root.bound, nodes, not stack, [models for _, models in sets]
+    )
