@@ -11,7 +11,9 @@ This module is the dispatcher; the parts live beside it:
 - ``solver.per_input_repair``: repair and fill heuristics;
 - ``solver.per_input_bounds``: the closed form (global scope), the Lagrangian bound and
   rounding (per-model scope), bounds without the options;
-- ``solver.per_input_milp``: the exact MILP (PuLP and any solver, or highspy directly).
+- ``solver.per_input_milp``: the exact MILP (PuLP and any solver, or highspy directly);
+- ``solver.per_input_priced``: the bound under ``max_models`` that prices the inputs and
+  branches on the model set.
 
 Methods:
 
@@ -25,7 +27,10 @@ Methods:
     skipped when an option-free partition shows it cannot be the smaller). Partitions:
     rounding from the Lagrangian multipliers, repaired to meet the options, filled, each
     cell re-formed as the largest its model can hold from the inputs the others leave;
-    with ``max_models`` also the same on the K models with the largest lone cells. Then,
+    with ``max_models`` also the same on the K models with the largest lone cells. With
+    ``max_models`` = K below the models left, the bound is then tightened by pricing the
+    inputs too, branched on the model set (``solver.per_input_priced``), and each model set
+    it settles above the partition gets the same start. Then,
     where affordable (at most ``MILP_MAX_INPUTS`` inputs), the MILP (highspy,
     warm-started, at most ``budget`` branch-and-bound nodes) to close the gap;
   * options with the global scope: the closed form's bound, starts repaired to meet them.
