@@ -130,6 +130,24 @@ def test_closed_form_equals_milp_for_global(seed):
         assert auto_cert.objective == cert.objective
 
 
+@pytest.mark.unit
+def test_closed_form_sums_float32_data_in_float64():
+    # 200,000 float32 IIAs near the floor: a float32 running sum drifts far past the
+    # verifier's tolerance, which ended the prefix early and had "auto" claim a shorter
+    # partition optimal. The longest feasible prefix, summed in float64, is the optimum.
+    rng = np.random.default_rng(0)
+    a = rng.beta(9.0, 1.5, size=(200_000, 2)).astype(np.float32)
+    floor = 0.95
+    best = np.sort(a.max(axis=1).astype(np.float64))[::-1]
+    counts = np.arange(1, len(best) + 1)
+    optimum = int(counts[meets_floor(np.cumsum(best), counts, floor)].max())
+    assert 0 < optimum < len(best)
+    assert int((closed_form_global(a, floor) >= 0).sum()) == optimum
+    assign, cert = solve_per_input(a, floor, "global")
+    assert cert.status == "optimal" and cert.objective == optimum == cert.bound
+    assert not problems(a, assign, floor, "global", None, 1)
+
+
 @pytest.mark.integration
 @pytest.mark.parametrize("seed", range(3))
 def test_lagrangian_bound_is_above_milp_optimum(seed):
