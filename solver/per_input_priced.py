@@ -12,8 +12,11 @@ prices. A cell is feasible when its terms t_i = a_im − λ + tol sum to >= 0 (t
 tolerance), so v_m(π) is at most the fractional knapsack: every input of t_i >= 0 (it adds
 surplus and has a value >= 0), then the others by value per unit of deficit, (1 − π_i) / −t_i,
 until the surplus is spent, the last one in part. The lone-cell bound (``conflict_bound``)
-is the case of prices 0 or 1 with the knapsack solved whole; minimising over π by
-subgradient steps reaches the LP with the model choice (at most K cells) inside.
+is the case of prices 0 or 1 with the knapsack solved whole. Prices are set by Polyak
+subgradient steps, which approach the LP with the model choice (at most K cells) inside but
+can stall above it; ``model_set_bound`` then branches on the model set, and settles a set
+of exactly K models by the floors' Lagrangian on those models alone (a bundle method over K
+multipliers, which does converge).
 
 Only the inputs that rank high in some model ever carry a price: each model's inputs are
 ranked once by a_im, and its knapsack looks at its top rows only, which holds the exact
