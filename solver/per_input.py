@@ -67,7 +67,7 @@ from solver.per_input_bounds import (
     tie_break_eps,
 )
 from solver.per_input_milp import MilpResult, allowed_models, milp_highs, milp_pulp
-from solver.per_input_priced import model_set_bound
+from solver.per_input_priced import global_priced_bound, model_set_bound
 from solver.per_input_repair import better, fill, reoptimize_cells, repair, settle
 from solver.verify import partition_problems, screen_start
 
@@ -567,6 +567,24 @@ def _priced_step(a, floor, cols, sizes, max_models, min_cell, bound, assign, dea
     return bound, assign
 
 
+def _global_priced_step(a, floor, max_models, bound, assign, deadline, log) -> float:
+    """Global floor with ``max_models`` = K below the models: the closed form's bound
+    ignores K; the priced bound (``solver.per_input_priced``) counts only K models, with
+    the pooled floor's multiplier read from the closed form on the models the partition
+    uses."""
+    known = _strength(assign)
+    if floor_bound(bound) <= known:
+        return bound
+    hint = np.unique(assign[assign >= 0])
+    if len(hint) == 0:
+        # no partition to read the multiplier from: the K models with most inputs at the floor
+        at_floor = (a >= floor - TOL).sum(axis=0)
+        hint = np.sort(np.argsort(-at_floor, kind="stable")[:max_models])
+    found = global_priced_bound(a, floor, max_models, hint, known, deadline=deadline)
+    log.note(f"priced bound {found.bound:.1f} ({found.steps} subgradient steps, {found.stop})")
+    return min(bound, found.bound)
+
+
 def _solve_auto(a, floor, scope, deadline, max_models, min_cell, warm, budget, log):
     n = a.shape[0]
     options = max_models is not None or min_cell > 1
@@ -582,6 +600,8 @@ def _solve_auto(a, floor, scope, deadline, max_models, min_cell, warm, budget, l
         bound, mu, _ = relaxation_bound(a, floor, scope, deadline)
         log.note("bound: closed form without options")
         assign = _heuristic(a, floor, scope, max_models, min_cell, warm, mu)
+        if max_models is not None and 0 < max_models < len(cols):
+            bound = _global_priced_step(a, floor, max_models, bound, assign, deadline, log)
     solver = "lagrangian" if scope == "per-model" else "closed-form"
     # The exact MILP where it is affordable; at scale only with options (which the
     # Lagrangian does not see) and only under a time limit.

@@ -34,7 +34,12 @@ import numpy as np
 
 from solver.certificate import floor_bound
 from solver.feasibility import TOL
-from solver.per_input_bounds import lagrangian_dual, tie_break_eps
+from solver.per_input_bounds import (
+    BLOCK_ROWS,
+    closed_form_global,
+    lagrangian_dual,
+    tie_break_eps,
+)
 
 # Subgradient steps at most (fewer when the bound stops improving, meets the incumbent, or
 # the deadline passes): on 200,000 × 64 the bound settles within about 30.
@@ -286,3 +291,108 @@ def model_set_bound(
     return ModelSetBound(
         min(bound, root.bound), root.bound, nodes, not stack, [models for _, models in sets]
     )
+
+
+# ---------------------------------------------------------------------------------------
+# global scope
+# ---------------------------------------------------------------------------------------
+
+
+def global_priced_bound(
+    a: np.ndarray,
+    floor: float,
+    max_models: int,
+    hint: np.ndarray,
+    known: int,
+    deadline: float | None = None,
+    max_steps: int = PRICED_MAX_STEPS,
+) -> PricedBound:
+    """A bound on the strength under the global floor with at most ``max_models`` models.
+
+    For μ >= 0 and any partition P with models T, |P| <= Σ_{i∈P} c_{i,m(i)} with
+    c = max(0, 1 + μ(a − λ + tol)) (the pooled floor's Lagrangian), and with prices π >= 0,
+    c_{i,m(i)} <= π_i + (c_{i,m(i)} − π_i)^+, so |P| <= Σπ + (the K largest of
+    u_m = Σ_i (c_im − π_i)^+). μ is taken from the closed form on the models ``hint``
+    (a model set known to be good, such as the best partition's): 1 / (λ − v), v the best
+    IIA of the first input that closed form leaves out, then a few multiples of it; π by
+    Polyak steps from 0 toward ``known``. Every value evaluated is a bound; the smallest is
+    returned (``models``: the K models counted there)."""
+    n = a.shape[0]
+    hint = np.asarray(hint)
+    best = PricedBound(float(n), hint, np.zeros(0), 0, "no multiplier")
+    if len(hint) == 0 or known >= n:
+        return best
+    v = np.sort(a[:, hint].max(axis=1).astype(np.float64))[::-1]
+    taken = int((closed_form_global(np.ascontiguousarray(a[:, hint]), floor) >= 0).sum())
+    if taken >= n or v[taken] >= floor - TOL:
+        return best
+    mu_star = 1.0 / (floor - TOL - v[taken])
+    steps = 0
+    for scale in _MU_SCALES:
+        found = _global_descend(a, floor, mu_star * scale, max_models, known, deadline, max_steps)
+        steps += found.steps
+        if found.bound < best.bound:
+            best = found
+        if floor_bound(best.bound) <= known or (
+            deadline is not None and time.perf_counter() > deadline
+        ):
+            break
+    best.steps = steps
+    return best
+
+
+# multiples of the closed form's multiplier tried, in order, until the bound meets the
+# partition known
+_MU_SCALES = (1.0, 0.9, 1.1, 0.75, 1.3)
+
+
+def _global_descend(a, floor, mu, max_models, known, deadline, max_steps) -> PricedBound:
+    n, n_models = a.shape
+    rows, models, vals = [], [], []
+    for start in range(0, n, BLOCK_ROWS):
+        block = a[start : start + BLOCK_ROWS].astype(np.float64)
+        block -= floor - TOL
+        block *= mu
+        block += 1.0
+        r, m = np.nonzero(block > 0)
+        rows.append(r + start)
+        models.append(m)
+        vals.append(block[r, m])
+    row = np.concatenate(rows)
+    model = np.concatenate(models)
+    val = np.concatenate(vals)
+    used_rows, row = np.unique(row, return_inverse=True)
+    price = np.zeros(len(used_rows))
+    slack = _ROUNDING * (1 + n) * max(1.0, float(val.max(initial=0.0)))
+    best = PricedBound(float("inf"), np.zeros(0, np.int64), price, 0, "max_steps")
+    theta, stale, step = 1.0, 0, 0
+    for step in range(1, max_steps + 1):
+        excess = np.maximum(val - price[row], 0.0)
+        u = np.bincount(model, weights=excess, minlength=n_models)
+        top = np.argsort(-u, kind="stable")[:max_models]
+        bound = float(price.sum() + u[top].sum()) + slack
+        if bound < best.bound - 1e-9:
+            best = PricedBound(bound, np.sort(top), price, step, "max_steps")
+            stale = 0
+        else:
+            stale += 1
+            if stale >= _PATIENCE:
+                theta, stale = theta / 2, 0
+        if floor_bound(best.bound) <= known:
+            best.stop = "met the partition"
+            break
+        if deadline is not None and time.perf_counter() > deadline:
+            best.stop = "time"
+            break
+        counted = np.zeros(n_models, dtype=bool)
+        counted[top] = True
+        hits = counted[model] & (excess > 0)
+        grad = 1.0 - np.bincount(row[hits], minlength=len(price))
+        grad[(price <= 0) & (grad > 0)] = 0.0
+        norm = float(grad @ grad)
+        if norm <= 0 or theta < 1e-3:
+            best.stop = "converged"
+            break
+        price = np.maximum(price - theta * (bound - known) / norm * grad, 0.0)
+    best.steps = step
+    return best
