@@ -19,6 +19,8 @@ times, each in its own subprocess so that peak RSS is per case: no options,
 ``max_models=--max-models`` (16), ``min_cell=--min-cell`` (1000). Each row gives strength,
 bound, gap, seconds of the solve, the case's peak RSS and whether ``solver.verify``
 accepted the partition; the last line ``worst_gap=... max_seconds=... max_peak_rss_gib=...``.
+``--scope global`` solves those cases under the global floor instead; ``--case NAME`` runs
+one of them (none, max_models, min_cell) in this process.
 
     OMP_WAIT_POLICY=PASSIVE python bench/per_input_scale.py --scale-options
 """
@@ -98,14 +100,14 @@ def run_case(args: argparse.Namespace) -> None:
         opts["min_cell"] = args.min_cell
     t = time.perf_counter()
     assign, cert = solve_per_input(
-        a, args.option_floor, method="auto", time_limit=args.time_limit, **opts
+        a, args.option_floor, args.scope, method="auto", time_limit=args.time_limit, **opts
     )
     seconds = time.perf_counter() - t
-    check_partition(a, assign, args.option_floor, "per-input", "per-model", **opts)
+    check_partition(a, assign, args.option_floor, "per-input", args.scope, **opts)
     gap = cert.gap if cert.gap is not None else float("inf")
     label = "no options" if not opts else ", ".join(f"{k}={v}" for k, v in opts.items())
     print(
-        f"CASE n={n} M={m} dtype={a.dtype} floor={args.option_floor} {label}: "
+        f"CASE n={n} M={m} dtype={a.dtype} floor={args.option_floor} scope={args.scope} {label}: "
         f"strength={cert.objective:.0f} bound={cert.bound} gap={gap:.3g} "
         f"status={cert.status} verified=yes seconds={seconds:.2f} "
         f"peak_rss_gib={peak_rss_gib():.3f}",
@@ -119,7 +121,16 @@ def scale_options(args: argparse.Namespace) -> None:
     worst_gap, max_seconds, max_rss = 0.0, 0.0, 0.0
     for case in CASES:
         cmd = [sys.executable, __file__, "--case", case]
-        for flag in ("n", "m", "seed", "option_floor", "max_models", "min_cell", "time_limit"):
+        for flag in (
+            "n",
+            "m",
+            "seed",
+            "option_floor",
+            "max_models",
+            "min_cell",
+            "time_limit",
+            "scope",
+        ):
             value = getattr(args, flag)
             if value is not None:
                 cmd += [f"--{flag.replace('_', '-')}", str(value)]
@@ -145,6 +156,9 @@ def main() -> None:
     parser.add_argument("--scale-options", action="store_true")
     parser.add_argument("--case", choices=CASES, help="one --scale-options case (internal)")
     parser.add_argument("--option-floor", type=float, default=0.98)
+    parser.add_argument(
+        "--scope", choices=["per-model", "global"], default="per-model", help="options cases"
+    )
     parser.add_argument("--max-models", type=int, default=16)
     parser.add_argument("--min-cell", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
