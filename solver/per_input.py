@@ -33,7 +33,9 @@ Methods:
     it settles above the partition gets the same start. Then,
     where affordable (at most ``MILP_MAX_INPUTS`` inputs), the MILP (highspy,
     warm-started, at most ``budget`` branch-and-bound nodes) to close the gap;
-  * options with the global scope: the closed form's bound, starts repaired to meet them.
+  * options with the global scope: the closed form's bound, starts repaired to meet them;
+    with ``max_models`` = K below the models, the priced bound, which counts only K models
+    (``solver.per_input_priced.global_priced_bound``).
 
 Before anything big is built, the memory it needs is estimated
 (``solver.memory``) and the solve refused with ``MemoryEstimateError`` (a

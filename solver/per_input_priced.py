@@ -23,6 +23,11 @@ ranked once by a_im, and its knapsack looks at its top rows only, which holds th
 fractional answer as long as its last row's ratio 1 / −t is no more than the ratio where the
 knapsack stops (no row below it could have been taken first); a model where that fails is
 computed again with more rows.
+
+Under the global floor (``global_priced_bound``) the cells share one pooled floor, so the
+floor's Lagrangian comes first: with its multiplier μ each input is worth
+c_im = max(0, 1 + μ(a_im − λ + tol)) in model m, and the prices split those worths among
+the K models counted the same way.
 """
 
 from __future__ import annotations
