@@ -34,7 +34,8 @@ Methods:
     where affordable (at most ``MILP_MAX_INPUTS`` inputs), the MILP (highspy,
     warm-started, at most ``budget`` branch-and-bound nodes) to close the gap;
   * options with the global scope: the closed form's bound, starts repaired to meet them;
-    with ``max_models`` = K below the models, the priced bound, which counts only K models
+    with ``max_models`` = K below the models or ``min_cell`` above 1, the priced bound,
+    which counts only K models and makes each cell up to ``min_cell``
     (``solver.per_input_priced.global_priced_bound``).
 
 Before anything big is built, the memory it needs is estimated
@@ -569,20 +570,21 @@ def _priced_step(a, floor, cols, sizes, max_models, min_cell, bound, assign, dea
     return bound, assign
 
 
-def _global_priced_step(a, floor, max_models, bound, assign, deadline, log) -> float:
-    """Global floor with ``max_models`` = K below the models: the closed form's bound
-    ignores K; the priced bound (``solver.per_input_priced``) counts only K models, with
-    the pooled floor's multiplier read from the closed form on the models the partition
-    uses."""
+def _global_priced_step(a, floor, max_models, min_cell, bound, assign, deadline, log) -> float:
+    """Global floor with the options: the closed form's bound ignores them; the priced
+    bound (``solver.per_input_priced.global_priced_bound``) counts only ``max_models``
+    models (None: all) and makes every counted cell up to ``min_cell``, with the pooled
+    floor's multiplier read from the closed form on the models the partition uses."""
     known = _strength(assign)
     if floor_bound(bound) <= known:
         return bound
     hint = np.unique(assign[assign >= 0])
     if len(hint) == 0:
-        # no partition to read the multiplier from: the K models with most inputs at the floor
-        at_floor = (a >= floor - TOL).sum(axis=0)
-        hint = np.sort(np.argsort(-at_floor, kind="stable")[:max_models])
-    found = global_priced_bound(a, floor, max_models, hint, known, deadline=deadline)
+        # no partition to read the multiplier from: the option-free closed form's models
+        hint = np.arange(a.shape[1])
+    found = global_priced_bound(
+        a, floor, max_models, hint, known, min_cell=min_cell, deadline=deadline
+    )
     log.note(f"priced bound {found.bound:.1f} ({found.steps} subgradient steps, {found.stop})")
     return min(bound, found.bound)
 
@@ -602,8 +604,10 @@ def _solve_auto(a, floor, scope, deadline, max_models, min_cell, warm, budget, l
         bound, mu, _ = relaxation_bound(a, floor, scope, deadline)
         log.note("bound: closed form without options")
         assign = _heuristic(a, floor, scope, max_models, min_cell, warm, mu)
-        if max_models is not None and 0 < max_models < len(cols):
-            bound = _global_priced_step(a, floor, max_models, bound, assign, deadline, log)
+        limited = max_models is not None and 0 < max_models < len(cols)
+        if limited or min_cell > 1:
+            k = max_models if limited else None
+            bound = _global_priced_step(a, floor, k, min_cell, bound, assign, deadline, log)
     solver = "lagrangian" if scope == "per-model" else "closed-form"
     # The exact MILP where it is affordable; at scale only with options (which the
     # Lagrangian does not see) and only under a time limit.

@@ -143,17 +143,19 @@ def test_auto_closes_the_gap_the_lone_cell_bound_left():
     n=st.integers(3, 6),
     n_models=st.integers(2, 3),
     floor=st.sampled_from([0.5, 0.7, 0.8, 1.0]),
-    max_models=st.sampled_from([1, 2]),
+    max_models=st.sampled_from([None, 1, 2]),
+    min_cell=st.sampled_from([1, 2, 3]),
     mu=st.floats(0.0, 20.0),
 )
-def test_global_bounds_are_above_brute_force(seed, n, n_models, floor, max_models, mu):
+def test_global_bounds_are_above_brute_force(seed, n, n_models, floor, max_models, min_cell, mu):
     rng = np.random.default_rng(seed)
     a = rng.integers(2, 11, size=(n, n_models)) / 10.0
-    best, _ = brute_force(a, floor, "global", max_models, 1)
+    best, _ = brute_force(a, floor, "global", max_models, min_cell)
     # any multiplier, any prices (here the first step's, all 0): a bound
-    assert _global_descend(a, floor, mu, max_models, 0, None, 1).bound >= best - 1e-9
-    hint = rng.choice(n_models, size=max_models, replace=False)
-    found = global_priced_bound(a, floor, max_models, np.sort(hint), 0)
+    first = _global_descend(a, floor, mu, max_models, min_cell, 0, None, 1)
+    assert first.bound >= best - 1e-9
+    hint = rng.choice(n_models, size=max_models or n_models, replace=False)
+    found = global_priced_bound(a, floor, max_models, np.sort(hint), 0, min_cell=min_cell)
     assert floor_bound(found.bound) >= best
 
 
@@ -169,3 +171,14 @@ def test_auto_global_with_max_models_proves_what_the_closed_form_could_not():
     assert free > 2 * cert.objective
     assert cert.gap is not None and cert.gap <= 0.002, cert
     assert "priced bound" in cert.note
+
+
+@pytest.mark.integration
+def test_auto_global_with_min_cell_proves_no_cell_fits():
+    # Global floor 0.9, every cell at least 1500 of 20,001 inputs: no model holds that many
+    # at the pooled floor, which the closed form (it ignores min_cell) cannot see.
+    a32 = planted(20_001, 16, 7, dtype=np.float32)
+    assign, cert = solve_per_input(a32, 0.9, "global", time_limit=60, min_cell=1500)
+    assert int((closed_form_global(a32, 0.9) >= 0).sum()) > 5000
+    assert cert.status == "optimal" and cert.objective == 0 == cert.bound, cert
+    assert not (assign >= 0).any()
