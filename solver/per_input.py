@@ -57,7 +57,7 @@ import numpy as np
 
 from solver.backends import check_solver_name
 from solver.certificate import Certificate, floor_bound
-from solver.feasibility import SCOPES, TOL
+from solver.feasibility import SCOPES, TOL, meets_floor
 from solver.memory import MemoryEstimateError, check_per_input_memory
 from solver.per_input_bounds import (
     closed_form_global,
@@ -307,9 +307,50 @@ def _heuristic(
     ):
         start_k = top_models_start(a, floor, scope, max_models, min_cell, sizes, cols)
         cand = better(a, cand, start_k)
+    if scope == "global" and (min_cell > 1 or max_models is not None):
+        shrunk = shrink_models_start(a, floor, max_models, min_cell)
+        if shrunk is not None:
+            shrunk = fill(a, shrunk, floor, scope, max_models, min_cell)
+            cand = better(a, cand, polish(a, shrunk, floor, scope, max_models, min_cell))
     if warm_start is not None:
         cand = better(a, cand, fill(a, warm_start, floor, scope, max_models, min_cell))
     return cand
+
+
+def shrink_models_start(
+    a: np.ndarray, floor: float, max_models: int | None, min_cell: int
+) -> np.ndarray | None:
+    """Global floor with the options: the closed form over a model set that starts with
+    every model and loses the model of its smallest cell, one at a time, until every cell
+    holds ``min_cell`` inputs and at most ``max_models`` models are left. Dropping cells that
+    are too small from the option-free answer loses their inputs; here each input moves to
+    its best model among those left instead. None when no model set gets there."""
+    n, n_models = a.shape
+    keep = np.ones(n_models, dtype=bool)
+    best = np.asarray(a.argmax(axis=1), dtype=np.int64)
+    limit = n_models if max_models is None else max_models
+    while keep.any():
+        value = a[np.arange(n), best].astype(np.float64)
+        order = np.argsort(-value, kind="stable")
+        counts = np.arange(1, n + 1)
+        good = np.flatnonzero(meets_floor(np.cumsum(value[order]), counts, floor))
+        k = int(good[-1]) + 1 if len(good) else 0
+        if k == 0:
+            return None
+        sizes = np.bincount(best[order[:k]], minlength=n_models)
+        used = np.flatnonzero(sizes)
+        if sizes[used].min() >= min_cell and len(used) <= limit:
+            assign = np.full(n, -1, dtype=np.int64)
+            assign[order[:k]] = best[order[:k]]
+            return assign
+        gone = used[np.argmin(sizes[used])]
+        keep[gone] = False
+        if not keep.any():
+            return None
+        moved = np.flatnonzero(best == gone)
+        cols = np.flatnonzero(keep)
+        best[moved] = cols[np.asarray(a[moved][:, cols]).argmax(axis=1)]
+    return None
 
 
 # ---------------------------------------------------------------------------------------
