@@ -307,7 +307,8 @@ def _heuristic(
     ):
         start_k = top_models_start(a, floor, scope, max_models, min_cell, sizes, cols)
         cand = better(a, cand, start_k)
-    if scope == "global" and (min_cell > 1 or max_models is not None):
+    # (with max_models alone the top-K start above already spreads the inputs over K models)
+    if scope == "global" and min_cell > 1:
         shrunk = shrink_models_start(a, floor, max_models, min_cell)
         if shrunk is not None:
             shrunk = fill(a, shrunk, floor, scope, max_models, min_cell)
