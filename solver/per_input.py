@@ -90,6 +90,8 @@ AUTO_MILP_SECONDS = 60.0
 # model sets the model-set bound settled above the partition known that get a top-K start
 # of their own (each costs about what the first one did)
 PRICED_SETS_TRIED = 2
+# the share of the time left that the model-set bound may take where a MILP phase follows
+MODEL_SET_SHARE = 0.5
 # The tie-break phase (max total IIA at maximal strength) is best-effort: its knapsack-like
 # bound can take minutes to close, so it gets at most this long on top of its node budget. A
 # tie-break the clock stops is not used; the cap is generous so that a loaded machine still
@@ -595,6 +597,11 @@ def _priced_step(a, floor, cols, sizes, max_models, min_cell, bound, assign, dea
     known = _strength(assign)
     if floor_bound(bound) <= known:
         return bound, assign
+    left = _remaining(deadline)
+    if left is not None and a.shape[0] <= MILP_MAX_INPUTS:
+        # the MILP phase comes next at this size and may do better with the time: leave it
+        # at least what this one takes
+        deadline = time.perf_counter() + MODEL_SET_SHARE * left
     found = model_set_bound(a, floor, cols, max_models, known, deadline=deadline)
     how = "every branch settled" if found.closed else "open branches counted at their bounds"
     log.note(

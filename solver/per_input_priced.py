@@ -185,8 +185,7 @@ def _descend(
     n = len(sacks.a)
     cols = sacks.cols
     price = np.zeros(n) if start is None else start.copy()
-    best = PricedBound(float("inf"), cols[:0], price, 0, "max_steps")
-    theta, stale = 1.0, 0
+    descent = _Polyak(known, deadline)
     index = np.flatnonzero(allowed)
     must = required[index]
     step = 0
@@ -195,35 +194,58 @@ def _descend(
         values = np.array([v for v, _, _ in solved])
         top = _counted(values, max_models, must)
         bound = float(price.sum() + values[top].sum()) + _ROUNDING * (1 + n)
-        if bound < best.bound - 1e-9:
-            best = PricedBound(bound, np.sort(cols[index[top]]), price, step, "max_steps")
-            stale = 0
-        else:
-            stale += 1
-            if stale >= _PATIENCE:
-                theta, stale = theta / 2, 0
-        if floor_bound(best.bound) <= known:
-            best.stop = "met the partition"
-            break
-        if deadline is not None and time.perf_counter() > deadline:
-            best.stop = "time"
+        if descent.seen(bound, np.sort(cols[index[top]]), price, step):
             break
         # subgradient in π: 1 − (how much of input i the counted knapsacks take)
         used = np.zeros(n)
         for j in top.tolist():
             _, rows, frac = solved[j]
             used[rows] += frac
-        grad = 1.0 - used
+        price = descent.next_price(price, 1.0 - used, bound, 1.0)
+        if price is None:
+            break
+    descent.best.steps = step
+    return descent.best
+
+
+class _Polyak:
+    """Polyak subgradient steps toward ``known`` (a verified partition's strength): the best
+    bound seen, and θ halved after ``_PATIENCE`` steps without a better one."""
+
+    def __init__(self, known: int, deadline: float | None) -> None:
+        self.known, self.deadline = known, deadline
+        self.best = PricedBound(float("inf"), np.zeros(0, np.int64), np.zeros(0), 0, "max_steps")
+        self.theta, self.stale = 1.0, 0
+
+    def seen(self, bound: float, models: np.ndarray, price: np.ndarray, step: int) -> bool:
+        """Record one evaluation; True where the descent stops (``best.stop`` says why)."""
+        if bound < self.best.bound - 1e-9:
+            self.best = PricedBound(bound, models, price, step, "max_steps")
+            self.stale = 0
+        else:
+            self.stale += 1
+            if self.stale >= _PATIENCE:
+                self.theta, self.stale = self.theta / 2, 0
+        if floor_bound(self.best.bound) <= self.known:
+            self.best.stop = "met the partition"
+            return True
+        if self.deadline is not None and time.perf_counter() > self.deadline:
+            self.best.stop = "time"
+            return True
+        return False
+
+    def next_price(
+        self, price: np.ndarray, grad: np.ndarray, bound: float, upper: float | None
+    ) -> np.ndarray | None:
+        """The next prices, in [0, ``upper``]; None where the steps have converged."""
         # a price already at 0 that would fall stays there (the projection): leave it out
         # of the step's length
         grad[(price <= 0) & (grad > 0)] = 0.0
         norm = float(grad @ grad)
-        if norm <= 0 or theta < 1e-3:
-            best.stop = "converged"
-            break
-        price = np.clip(price - theta * (bound - known) / norm * grad, 0.0, 1.0)
-    best.steps = step
-    return best
+        if norm <= 0 or self.theta < 1e-3:
+            self.best.stop = "converged"
+            return None
+        return np.clip(price - self.theta * (bound - self.known) / norm * grad, 0.0, upper)
 
 
 def model_set_bound(
@@ -395,8 +417,8 @@ def _global_descend(a, floor, mu, max_models, min_cell, known, deadline, max_ste
     make_up = _make_up(a, floor, mu, positive, min_cell) if min_cell > 1 else None
     price = np.zeros(len(used_rows))
     slack = _ROUNDING * (1 + n) * max(1.0, float(val.max(initial=0.0)))
-    best = PricedBound(float("inf"), np.zeros(0, np.int64), price, 0, "max_steps")
-    theta, stale, step = 1.0, 0, 0
+    descent = _Polyak(known, deadline)
+    step = 0
     for step in range(1, max_steps + 1):
         excess = np.maximum(val - price[row], 0.0)
         # (float even with no entries, where bincount would give integers)
@@ -414,28 +436,14 @@ def _global_descend(a, floor, mu, max_models, min_cell, known, deadline, max_ste
         top = order if max_models is None else order[:max_models]
         top = top[worth[top] > 0]
         bound = float(price.sum() + worth[top].sum()) + slack
-        if bound < best.bound - 1e-9:
-            best = PricedBound(bound, np.sort(top), price, step, "max_steps")
-            stale = 0
-        else:
-            stale += 1
-            if stale >= _PATIENCE:
-                theta, stale = theta / 2, 0
-        if floor_bound(best.bound) <= known:
-            best.stop = "met the partition"
-            break
-        if deadline is not None and time.perf_counter() > deadline:
-            best.stop = "time"
+        if descent.seen(bound, np.sort(top), price, step):
             break
         counted = np.zeros(n_models, dtype=bool)
         counted[top] = True
         hits = counted[model] & (excess > 0)
         grad = 1.0 - np.bincount(row[hits], minlength=len(price))
-        grad[(price <= 0) & (grad > 0)] = 0.0
-        norm = float(grad @ grad)
-        if norm <= 0 or theta < 1e-3:
-            best.stop = "converged"
+        price = descent.next_price(price, grad, bound, None)
+        if price is None:
             break
-        price = np.maximum(price - theta * (bound - known) / norm * grad, 0.0)
-    best.steps = step
-    return best
+    descent.best.steps = step
+    return descent.best
