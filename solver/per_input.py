@@ -12,8 +12,9 @@ This module is the dispatcher; the parts live beside it:
 - ``solver.per_input_bounds``: the closed form (global scope), the Lagrangian bound and
   rounding (per-model scope), bounds without the options;
 - ``solver.per_input_milp``: the exact MILP (PuLP and any solver, or highspy directly);
-- ``solver.per_input_priced``: the bound under ``max_models`` that prices the inputs and
-  branches on the model set.
+- ``solver.per_input_priced``: bounds under the options that price the inputs (per-model
+  floors with ``max_models``, branched on the model set; the global floor with
+  ``max_models`` or ``min_cell``).
 
 Methods:
 
