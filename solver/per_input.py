@@ -58,9 +58,10 @@ import numpy as np
 
 from solver.backends import check_solver_name
 from solver.certificate import Certificate, floor_bound
-from solver.feasibility import SCOPES, TOL, meets_floor
+from solver.feasibility import SCOPES, TOL
 from solver.memory import MemoryEstimateError, check_per_input_memory
 from solver.per_input_bounds import (
+    best_prefix,
     closed_form_global,
     conflict_bound,
     lagrangian_dual,
@@ -333,12 +334,9 @@ def shrink_models_start(
     keep = np.ones(n_models, dtype=bool)
     best = np.asarray(a.argmax(axis=1), dtype=np.int64)
     limit = n_models if max_models is None else max_models
+    value = a[np.arange(n), best].astype(np.float64)
     while keep.any():
-        value = a[np.arange(n), best].astype(np.float64)
-        order = np.argsort(-value, kind="stable")
-        counts = np.arange(1, n + 1)
-        good = np.flatnonzero(meets_floor(np.cumsum(value[order]), counts, floor))
-        k = int(good[-1]) + 1 if len(good) else 0
+        order, k = best_prefix(value, floor)
         if k == 0:
             return None
         sizes = np.bincount(best[order[:k]], minlength=n_models)
@@ -354,6 +352,7 @@ def shrink_models_start(
         moved = np.flatnonzero(best == gone)
         cols = np.flatnonzero(keep)
         best[moved] = cols[np.asarray(a[moved][:, cols]).argmax(axis=1)]
+        value[moved] = a[moved, best[moved]]
     return None
 
 

@@ -47,17 +47,22 @@ def closed_form_global(a: np.ndarray, floor: float) -> np.ndarray:
     maximal strength, and that prefix (each input in its best model) the maximal total."""
     n = a.shape[0]
     best_model = a.argmax(axis=1)
-    # float64 before summing: a float32 running sum over 10^5 inputs drifts by 1e-3 or
-    # more, which moves the prefix's end (and a bound claimed from it) by several inputs
-    best = a[np.arange(n), best_model].astype(np.float64)
-    order = np.argsort(-best, kind="stable")
-    total = np.cumsum(best[order])
-    k_all = np.arange(1, n + 1)
-    good = meets_floor(total, k_all, floor)
-    k = int(k_all[good].max()) if good.any() else 0
+    order, k = best_prefix(a[np.arange(n), best_model], floor)
     assign = np.full(n, -1, dtype=np.int64)
     assign[order[:k]] = best_model[order[:k]]
     return assign
+
+
+def best_prefix(values: np.ndarray, floor: float) -> tuple[np.ndarray, int]:
+    """(the order of ``values``, largest first; k): the first k in that order are the
+    longest prefix whose mean meets the floor (at the verifier's tolerance)."""
+    # float64 before summing: a float32 running sum over 10^5 inputs drifts by 1e-3 or
+    # more, which moves the prefix's end (and a bound claimed from it) by several inputs
+    values = np.asarray(values, dtype=np.float64)
+    order = np.argsort(-values, kind="stable")
+    counts = np.arange(1, len(values) + 1)
+    good = meets_floor(np.cumsum(values[order]), counts, floor)
+    return order, int(counts[good].max()) if good.any() else 0
 
 
 # ---------------------------------------------------------------------------------------

@@ -41,7 +41,7 @@ from solver.certificate import floor_bound
 from solver.feasibility import TOL
 from solver.per_input_bounds import (
     BLOCK_ROWS,
-    closed_form_global,
+    best_prefix,
     lagrangian_dual,
     tie_break_eps,
 )
@@ -354,11 +354,12 @@ def global_priced_bound(
     best = PricedBound(float(n), hint, np.zeros(0), 0, "no multiplier")
     if len(hint) == 0 or known >= n:
         return best
-    v = np.sort(a[:, hint].max(axis=1).astype(np.float64))[::-1]
-    taken = int((closed_form_global(np.ascontiguousarray(a[:, hint]), floor) >= 0).sum())
-    if taken >= n or v[taken] >= floor - TOL:
+    # the closed form on ``hint``: each input at its best IIA there, the longest prefix
+    values = a[:, hint].max(axis=1)
+    order, taken = best_prefix(values, floor)
+    if taken >= n or values[order[taken]] >= floor - TOL:
         return best
-    mu_star = 1.0 / (floor - TOL - v[taken])
+    mu_star = 1.0 / (floor - TOL - float(values[order[taken]]))
     steps = 0
     for scale in _MU_SCALES:
         found = _global_descend(
