@@ -72,10 +72,27 @@ def cannot_start(reason: str) -> NoReturn:
     pytest.skip(reason)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_ports(k: int, taken: set[int] | None = None) -> list[int]:
+    """``k`` distinct ports free now and not in ``taken`` (which they join). The sockets stay
+    open until all ``k`` are chosen: closing each before asking for the next lets the kernel
+    hand out the same port twice, and Ray refuses to start when two of its components share
+    one (a CI run failed that way)."""
+    taken = set() if taken is None else taken
+    held: list[socket.socket] = []
+    ports: list[int] = []
+    try:
+        while len(ports) < k:
+            s = socket.socket()
+            held.append(s)
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+            if port not in taken:
+                ports.append(port)
+                taken.add(port)
+    finally:
+        for s in held:
+            s.close()
+    return ports
 
 
 @dataclass
@@ -95,6 +112,7 @@ class Cluster:
     marker: str
     ray: Path = RAY  # the `ray` command that starts the nodes
     nodes: list[Node] = field(default_factory=list)
+    ports: set[int] = field(default_factory=set)  # every port handed to a node: never twice
 
 
 def marked(marker: str) -> list:
@@ -159,14 +177,10 @@ def _start_node(cluster: Cluster, args: list[str], cpus: int, resources: dict) -
     k = len(cluster.nodes)
     log_path = cluster.base / f"node{k}.log"
     # Every port chosen here: two nodes on one address must not both take Ray's defaults.
-    ports = [
-        f"--node-manager-port={free_port()}",
-        f"--object-manager-port={free_port()}",
-        f"--metrics-export-port={free_port()}",
-        f"--dashboard-agent-listen-port={free_port()}",
-        f"--dashboard-agent-grpc-port={free_port()}",
-        f"--runtime-env-agent-port={free_port()}",
-    ]
+    flags = ("node-manager", "object-manager", "metrics-export", "dashboard-agent-listen",
+             "dashboard-agent-grpc", "runtime-env-agent")  # fmt: skip
+    chosen = free_ports(len(flags), cluster.ports)
+    ports = [f"--{flag}-port={port}" for flag, port in zip(flags, chosen, strict=True)]
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
             [str(cluster.ray), "start", *args, *ports, f"--num-cpus={cpus}",
@@ -228,6 +242,58 @@ def _log_tails(cluster: Cluster) -> str:
     return "\n".join(tails)
 
 
+START_TRIES = 3  # a port taken by another process between choosing and binding: try afresh
+
+
+def _new_cluster(ray_executable: Path) -> Cluster:
+    base = Path(tempfile.mkdtemp(prefix="ccmh", dir="/tmp"))  # short: Ray's socket paths
+    token = secrets.token_hex(32)
+    token_file = base / "token"
+    token_file.write_text(token)
+    token_file.chmod(0o600)
+    taken: set[int] = set()
+    port, dashboard_port = free_ports(2, taken)
+    return Cluster(
+        url=f"http://127.0.0.1:{dashboard_port}",
+        gcs=f"127.0.0.1:{port}",
+        token=token,
+        token_file=token_file,
+        base=base,
+        marker=secrets.token_hex(8),
+        ray=ray_executable,
+        ports=taken,
+    )
+
+
+def _start(cluster: Cluster, nodes: list[tuple[int, dict[str, float]]]):
+    """Start ``nodes`` (the first the head) and warm up the job server; its client."""
+    from ray.job_submission import JobSubmissionClient
+
+    started = time.monotonic()
+    deadline = started + START_SECONDS
+    (head_cpus, head_resources), *others = nodes
+    gcs_port, dashboard_port = cluster.gcs.rsplit(":", 1)[1], cluster.url.rsplit(":", 1)[1]
+    (client_port,) = free_ports(1, cluster.ports)
+    _start_node(
+        cluster,
+        ["--head", f"--port={gcs_port}", f"--dashboard-port={dashboard_port}",
+         "--include-dashboard=true", "--dashboard-host=127.0.0.1",
+         f"--ray-client-server-port={client_port}"],
+        head_cpus, head_resources,
+    )  # fmt: skip
+    _wait_for(cluster, deadline)
+    for cpus, resources in others:
+        _start_node(cluster, [f"--address={cluster.gcs}"], cpus, resources)
+    _wait_for(cluster, deadline)
+    client = JobSubmissionClient(cluster.url, headers={"Authorization": f"Bearer {cluster.token}"})
+    _warm_up(client, deadline)
+    print(
+        f"ray cluster: {len(nodes)} node(s) up in {time.monotonic() - started:.1f} s",
+        file=sys.stderr,
+    )
+    return client
+
+
 @contextmanager
 def ray_cluster(
     nodes: list[tuple[int, dict[str, float]]] = ((2, {}),),
@@ -236,49 +302,23 @@ def ray_cluster(
 ) -> Iterator[Cluster]:
     """A running cluster of ``nodes`` (CPUs, custom resources), the first one the head; its
     job server warmed up with one trivial job. Stops every node on exit, whatever happened.
-    A cluster that does not come up is :func:`cannot_start` (a skip, or in CI a failure)."""
-    from ray.job_submission import JobSubmissionClient
-
-    base = Path(tempfile.mkdtemp(prefix="ccmh", dir="/tmp"))  # short: Ray's socket paths
-    token = secrets.token_hex(32)
-    token_file = base / "token"
-    token_file.write_text(token)
-    token_file.chmod(0o600)
-    port, dashboard_port = free_port(), free_port()
-    cluster = Cluster(
-        url=f"http://127.0.0.1:{dashboard_port}",
-        gcs=f"127.0.0.1:{port}",
-        token=token,
-        token_file=token_file,
-        base=base,
-        marker=secrets.token_hex(8),
-        ray=ray_executable,
-    )
-    try:
+    A start that fails is tried afresh (new ports, new temp dir) up to ``START_TRIES`` times;
+    a cluster that never comes up is :func:`cannot_start` (a skip, or in CI a failure)."""
+    failures = []
+    for _ in range(START_TRIES):
+        cluster = _new_cluster(ray_executable)
         try:
-            started = time.monotonic()
-            deadline = started + START_SECONDS
-            (head_cpus, head_resources), *others = nodes
-            _start_node(
-                cluster,
-                ["--head", f"--port={port}", f"--dashboard-port={dashboard_port}",
-                 "--include-dashboard=true", "--dashboard-host=127.0.0.1",
-                 f"--ray-client-server-port={free_port()}"],
-                head_cpus, head_resources,
-            )  # fmt: skip
-            _wait_for(cluster, deadline)
-            for cpus, resources in others:
-                _start_node(cluster, [f"--address={cluster.gcs}"], cpus, resources)
-            _wait_for(cluster, deadline)
-            client = JobSubmissionClient(cluster.url, headers={"Authorization": f"Bearer {token}"})
-            _warm_up(client, deadline)
-            print(
-                f"ray cluster: {len(nodes)} node(s) up in {time.monotonic() - started:.1f} s",
-                file=sys.stderr,
-            )
+            client = _start(cluster, list(nodes))
+            break
         except Exception as exc:
             stop(cluster)
-            cannot_start(f"could not start a Ray cluster ({exc}); {_log_tails(cluster)}")
+            failures.append(f"{exc}; {_log_tails(cluster)}")
+            shutil.rmtree(cluster.base, ignore_errors=True)
+    else:
+        cannot_start(
+            f"could not start a Ray cluster in {START_TRIES} tries (the last: {failures[-1]})"
+        )
+    try:
         try:
             yield cluster
         finally:
@@ -292,4 +332,4 @@ def ray_cluster(
             left = marked(cluster.marker)
             assert not left, f"processes of the test's Ray cluster outlived it: {left}"
     finally:
-        shutil.rmtree(base, ignore_errors=True)
+        shutil.rmtree(cluster.base, ignore_errors=True)

@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
-from ray_cluster import cannot_start, ray_cluster, skip_reason
+from ray_cluster import cannot_start, free_ports, ray_cluster, skip_reason
 
 from service import jobs
 from service.cli import main
@@ -182,6 +182,16 @@ def test_ray_modules_never_skip_in_ci(monkeypatch):
     monkeypatch.setenv("CI", "")
     with pytest.raises(pytest.skip.Exception, match="the reason"):
         cannot_start("the reason")  # outside CI, a cluster that cannot start skips
+
+
+@pytest.mark.unit
+def test_ports_for_a_node_are_distinct_and_never_handed_out_twice():
+    # Ray refuses a node whose components share a port (a CI run failed on one such draw).
+    taken = {*free_ports(3)}
+    first = set(taken)
+    ports = free_ports(200, taken)
+    assert len(set(ports)) == 200 and not first & set(ports)
+    assert taken == first | set(ports)
 
 
 @pytest.mark.integration
