@@ -83,7 +83,10 @@ MILP_MAX_VARS = 200_000
 # Above this many inputs "auto" runs no MILP phase at all (nor the tie-break): HiGHS's set-up
 # before its first node (after presolve) does not look at the time limit, and grows about
 # quadratically with the inputs: with a 3 s limit, 100,000 x 2 of a data task's IIA ran
-# 334 s and 50,000 x 2 about 60 s before stopping, 20,000 x 2 a few seconds over.
+# 334 s and 50,000 x 2 about 60 s before stopping, 20,000 x 2 a few seconds over. (Large
+# models now run in a child process killed at the limit, solver/highs_child.py, so an
+# overrun no longer outlasts the limit; but a MILP that never reaches its first node is
+# time lost.)
 MILP_MAX_INPUTS = 20_000
 # Without a time limit "auto" still caps its MILP phase: proving the last unit of a
 # knapsack-like gap can take hours (10,000 x 8 synthetic at λ = 0.85: open after 60 s),
@@ -664,8 +667,8 @@ def _solve_auto(a, floor, scope, deadline, max_models, min_cell, warm, budget, l
     affordable = n <= MILP_MAX_INPUTS
     if gap_open and not affordable:
         log.note(
-            f"milp: not run for {n:,} inputs (over {MILP_MAX_INPUTS:,}: its set-up ignores "
-            "the time limit)"
+            f"milp: not run for {n:,} inputs (over {MILP_MAX_INPUTS:,}: its set-up alone "
+            "takes minutes)"
         )
     if gap_open and affordable and (n_vars <= MILP_MAX_VARS or (options and deadline is not None)):
         remaining = _remaining(deadline)

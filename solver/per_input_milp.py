@@ -27,8 +27,9 @@ import highspy
 import numpy as np
 import pulp
 
-from solver.backends import check_solver_name, highs_mip_bound, new_highs, solve_with_pulp
+from solver.backends import check_solver_name, solve_with_pulp
 from solver.feasibility import TOL
+from solver.highs_child import MipRequest, run_mip
 from solver.memory import check_per_input_memory
 
 
@@ -308,67 +309,47 @@ def milp_highs(
     if use_s:
         row_lower[r_s] = float(min_strength)
 
-    lp = highspy.HighsLp()
-    lp.num_col_ = n_cols
-    lp.num_row_ = n_rows
-    lp.col_cost_ = cost
-    lp.col_lower_ = np.zeros(n_cols)
-    lp.col_upper_ = np.ones(n_cols)
-    lp.row_lower_ = row_lower
-    lp.row_upper_ = row_upper
-    lp.sense_ = highspy.ObjSense.kMaximize
-    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-    lp.a_matrix_.start_ = start
-    lp.a_matrix_.index_ = index
-    lp.a_matrix_.value_ = value
-    lp.a_matrix_.num_col_ = n_cols
-    lp.a_matrix_.num_row_ = n_rows
-    lp.integrality_ = [highspy.HighsVarType.kInteger] * n_cols
-    del index, value, start, cost
-
-    h = new_highs()
-    h.setOptionValue("mip_rel_gap", 0.0)
+    options: dict = {"mip_rel_gap": 0.0}
     # Never set "threads": after pulp.HiGHS has run in this process, a Highs with
     # threads=1 silently does nothing (model status "Not Set").
-    if time_limit is not None:
-        h.setOptionValue("time_limit", max(float(time_limit), 0.01))
     if node_limit is not None:
-        h.setOptionValue("mip_max_nodes", max(int(node_limit), 1))
-    h.passModel(lp)
-    del lp
+        options["mip_max_nodes"] = max(int(node_limit), 1)
+    warm_col = None
     if warm_start is not None:
-        col = np.zeros(n_cols)
+        warm_col = np.zeros(n_cols)
         pos = np.full(n_models, -1, dtype=np.int64)
         pos[cols] = np.arange(k)
         rows = np.flatnonzero(warm_start >= 0)
         mapped = pos[warm_start[rows]]
         good = mapped >= 0
-        col[rows[good] * k + mapped[good]] = 1.0
+        warm_col[rows[good] * k + mapped[good]] = 1.0
         if use_y:
             used = np.zeros(k)
             used[np.unique(mapped[good])] = 1.0
-            col[nx:] = used
-        sol = highspy.HighsSolution()
-        sol.col_value = col
-        sol.value_valid = True
-        h.setSolution(sol)
-        del col
-    h.run()
-
-    status_enum = h.getModelStatus()
-    status = h.modelStatusToString(status_enum)
-    info = h.getInfo()
-    proven = status_enum == highspy.HighsModelStatus.kOptimal
-    bound = highs_mip_bound(h)
+            warm_col[nx:] = used
+    req = MipRequest(
+        cost=cost,
+        col_lower=np.zeros(n_cols),
+        col_upper=np.ones(n_cols),
+        row_lower=row_lower,
+        row_upper=row_upper,
+        start=start,
+        index=index,
+        value=value,
+        maximize=True,
+        options=options,
+        warm=warm_col,
+        keep=nx,
+    )
+    del index, value, start, cost, warm_col
+    run = run_mip(req, time_limit)
+    del req
+    proven, bound, status = run.optimal, run.bound, run.status
     assign = None
-    if info.primal_solution_status >= 2:
-        xval = np.asarray(h.getSolution().col_value)[:nx].reshape(n, k)
-        pick = xval > 0.5
+    if run.values is not None:
+        pick = run.values.reshape(n, k) > 0.5
         assign = np.where(pick.any(axis=1), cols[np.argmax(pick, axis=1)], -1).astype(np.int64)
-        if warm_start is not None and _start_mismatch(
-            float(info.objective_function_value), a, assign, min_strength
-        ):
-            h.clear()
+        if warm_start is not None and _start_mismatch(run.objective, a, assign, min_strength):
             left = None if time_limit is None else time_limit - (time.perf_counter() - t0)
             if left is None or left > 0.05:
                 return milp_highs(
@@ -382,7 +363,6 @@ def milp_highs(
                     min_strength=min_strength,
                     node_limit=node_limit,
                 )
-    h.clear()
     return MilpResult(
         assign, bound, proven, status, "highs", time.perf_counter() - t0, _timed_out(status)
     )
