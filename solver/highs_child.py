@@ -23,9 +23,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# Models with at least this many columns run in a child when a time limit is given: below it
-# the set-up takes well under a second, and a child's start (about 0.4 s) would dominate.
-CHILD_MIN_COLS = 100_000
+# Models with at least this many columns run in a child when a time limit is given. Not
+# only the largest overrun: 5,000 x 16 per-input IIA (80,000 binaries) under a 10 s limit
+# ran 21-90 s in process (bench/time_limits.py). Below it the set-up takes well under a
+# second, and a child's start (about 0.4 s) would dominate.
+CHILD_MIN_COLS = 10_000
 # What a child's HiGHS leaves of the limit for the child's start, the transfers and its own
 # stop: GRACE_SECONDS plus GRACE_SHARE of the limit.
 GRACE_SECONDS = 1.5
