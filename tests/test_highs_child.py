@@ -1,7 +1,9 @@
 """HiGHS MIP runs that keep their time limit (solver/highs_child.py): a large model runs in a
 child process, killed at its deadline; the answer is the same as the in-process run's."""
 
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,21 +11,11 @@ import pytest
 from solver import highs_child
 from solver.per_input_milp import milp_highs
 
-
-def _hard(n: int, n_models: int, seed: int = 0) -> np.ndarray:
-    # bench/per_input_scale.py's synthetic IIA (a true model per input with high IIA shifted
-    # by the model's quality, a runner-up, noise): with the global floor at 0.98 and
-    # min_cell, HiGHS's set-up alone outlasts a short limit.
-    rng = np.random.default_rng(seed)
-    quality = rng.uniform(-0.05, 0.05, size=n_models)
-    a = rng.beta(2.0, 5.0, size=(n, n_models))
-    rows = np.arange(n)
-    true = rng.integers(0, n_models, size=n)
-    second = (true + rng.integers(1, n_models, size=n)) % n_models
-    a[rows, second] = rng.beta(7.0, 3.0, size=n)
-    a[rows, true] = rng.beta(10.0, 2.5, size=n) + quality[true]
-    a += rng.normal(0.0, 0.02, size=a.shape)
-    return np.clip(a, 0.0, 1.0).astype(np.float32)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+# bench/per_input_scale.py's synthetic IIA (a true model per input shifted by the model's
+# quality, a runner-up, noise): with the global floor at 0.98 and min_cell, HiGHS's set-up
+# alone outlasts a short limit.
+from per_input_scale import synthetic32  # noqa: E402
 
 
 @pytest.mark.integration
@@ -31,7 +23,7 @@ def test_a_set_up_that_overruns_is_stopped_at_the_deadline():
     # In process, HiGHS ran this model (128,000 binaries) for 26 s under an 8 s limit (12-16 s
     # under 3 s), most of it in its MIP set-up (the objective's clique partition), which never
     # looks at the clock; the child's HiGHS gets highs_limit(10) = 8 s and is killed at 10 s.
-    a = _hard(2000, 64)
+    a = synthetic32(2000, 64, 0)
     limit = 10.0
     t = time.perf_counter()
     res = milp_highs(
