@@ -25,7 +25,7 @@ import numpy as np
 
 # Models with at least this many columns run in a child when a time limit is given. Not
 # only the largest overrun: 5,000 x 16 per-input IIA (80,000 binaries) under a 10 s limit
-# ran 21-90 s in process (bench/time_limits.py). Below it the set-up takes well under a
+# ran 6-77 s past it in process (bench/time_limits.py). Below it the set-up takes well under a
 # second, and a child's start (about 0.4 s) would dominate.
 CHILD_MIN_COLS = 10_000
 # What a child's HiGHS leaves of the limit for the child's start, the transfers and its own
@@ -44,7 +44,6 @@ class MipRun:
     bound: float | None  # HiGHS's proven dual bound where its status vouches for one
     objective: float | None  # the incumbent's objective (None: no incumbent)
     values: np.ndarray | None  # the incumbent's first ``keep`` column values
-    killed: bool = False  # stopped from outside at the deadline
 
 
 @dataclass
@@ -157,7 +156,7 @@ def run_mip(req: MipRequest, time_limit: float | None) -> MipRun:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.communicate()
-        return MipRun(KILLED_STATUS, False, None, None, None, killed=True)
+        return MipRun(KILLED_STATUS, False, None, None, None)
     if proc.returncode != 0:
         tail = err.decode(errors="replace")[-2000:]
         raise RuntimeError(f"the HiGHS child process exited with {proc.returncode}: {tail}")
