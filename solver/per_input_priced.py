@@ -341,13 +341,14 @@ def global_priced_bound(
     For μ >= 0 and any partition P, |P| <= Σ_{i∈P} w_{i,m(i)} with w = 1 + μ(a − λ + tol)
     (the pooled floor's Lagrangian), and with prices π >= 0 on the inputs,
     |P| <= Σπ + Σ_m (the most a cell S_m of model m is worth at w − π), each term at least 0
-    (the empty cell). A cell of at least c inputs is worth at most the sum of its model's
-    positive w − π, plus, where fewer than c are positive, the best of the others to make up
-    c: 0 for the ones the prices turned down, then the largest w <= 0 (more than w − π); with
-    ``max_models`` = K only the K largest terms count. μ is taken from the closed form on
-    the models ``hint`` (a model set known to be good, such as the best partition's):
-    1 / (λ − v), v the best IIA of the first input that closed form leaves out, then a few
-    multiples of it; π by Polyak steps from 0 toward ``known``. Every value evaluated is a
+    (the empty cell). A cell of at least c inputs is worth exactly the sum of its model's
+    positive w − π plus, where fewer than c are positive, the largest w − π of its other
+    rows to make up c (``_MakeUp``: the rows past its top ones count at the lowest w of
+    those, at least their own w − π, so the term stays a bound); with ``max_models`` = K
+    only the K largest terms count. μ is searched around μ* from the closed form on the
+    models ``hint`` (a model set known to be good, such as the best partition's):
+    μ* = 1 / (λ − v), v the best IIA of the first input that closed form leaves out; π by
+    Polyak steps from 0 toward ``known`` at each μ. Every value evaluated is a
     bound; the smallest is returned (``models``: the models counted there)."""
     n = a.shape[0]
     hint = np.asarray(hint)
@@ -361,25 +362,50 @@ def global_priced_bound(
         return best
     mu_star = 1.0 / (floor - TOL - float(values[order[taken]]))
     steps = 0
-    for scale in _MU_SCALES:
+
+    def evaluate(log_scale: float) -> float:
+        nonlocal best, steps
         found = _global_descend(
-            a, floor, mu_star * scale, max_models, min_cell, known, deadline, max_steps
+            a, floor, mu_star * np.exp(log_scale), max_models, min_cell, known, deadline, max_steps
         )
         steps += found.steps
         if found.bound < best.bound:
             best = found
-        if floor_bound(best.bound) <= known or (
+        return found.bound
+
+    def done() -> bool:
+        return floor_bound(best.bound) <= known or (
             deadline is not None and time.perf_counter() > deadline
-        ):
+        )
+
+    # Golden-section search over log(μ / μ*): with exact prices the bound is a convex
+    # function of μ (a Lagrangian dual); the prices' descent is not exact, but every value
+    # it gives is a bound and the smallest seen is kept.
+    lo, hi = np.log(_MU_RANGE[0]), np.log(_MU_RANGE[1])
+    x1, x2 = hi - _GOLDEN * (hi - lo), lo + _GOLDEN * (hi - lo)
+    f1 = evaluate(x1)
+    f2 = evaluate(x2) if not done() else f1
+    for _ in range(_MU_EVALS - 2):
+        if done():
             break
+        if f1 <= f2:
+            hi, x2, f2 = x2, x1, f1
+            x1 = hi - _GOLDEN * (hi - lo)
+            f1 = evaluate(x1)
+        else:
+            lo, x1, f1 = x1, x2, f2
+            x2 = lo + _GOLDEN * (hi - lo)
+            f2 = evaluate(x2)
     best.steps = steps
     return best
 
 
-# multiples of the closed form's multiplier tried, in order, until the bound meets the
-# partition known (a cell size floor moves the best one up: on 10^6 × 64 at 0.98 with
-# min_cell 1000, 1.25 times it)
-_MU_SCALES = (1.0, 1.25, 0.8, 1.6, 0.9, 2.5)
+# The multiplier's search: μ / μ* in this range (a cell size floor moves the best μ up: on
+# 10^6 × 64 at 0.98 with min_cell 1000, about 1.18 μ*), golden-section steps, at most
+# this many bounds evaluated (the range shrinks to about 1% of its log-width)
+_MU_RANGE = (0.7, 2.6)
+_GOLDEN = (np.sqrt(5.0) - 1.0) / 2.0
+_MU_EVALS = 12
 
 
 def _worth(a: np.ndarray, floor: float, mu: float):
@@ -397,17 +423,50 @@ def _worth(a: np.ndarray, floor: float, mu: float):
     return np.concatenate(rows), np.concatenate(models), np.concatenate(vals)
 
 
-def _make_up(a: np.ndarray, floor: float, mu: float, positive: np.ndarray, size: int) -> list:
-    """For each model: the running sums of its largest w <= 0, at most ``size`` of them
-    (``positive[m]`` of its w are > 0, and they rank first by a)."""
-    out = []
-    for m in range(a.shape[1]):
-        top = min(a.shape[0], int(positive[m]) + size)
-        col = a[:, m]
-        part = np.argpartition(-col, top - 1)[:top] if top < len(col) else np.arange(len(col))
-        w = 1.0 + mu * (np.sort(col[part].astype(np.float64))[::-1] - (floor - TOL))
-        out.append(np.cumsum(w[w <= 0][:size]))
-    return out
+class _MakeUp:
+    """What a cell short of ``size`` inputs at w − π > 0 can still add: for each model, its
+    top rows by a (its ``positive`` rows of w > 0 rank first, then ``_MAKE_UP_ROWS`` × size
+    more), their w, and their price slots (-1: a row that never carries a price); no row
+    outside them has a w above ``edge`` (the lowest w among them)."""
+
+    def __init__(self, a, floor, mu, positive, size, used_rows) -> None:
+        n = a.shape[0]
+        self.w: list[np.ndarray] = []
+        self.slot: list[np.ndarray] = []
+        self.edge: list[float] = []
+        for m in range(a.shape[1]):
+            top = min(n, int(positive[m]) + _MAKE_UP_ROWS * size)
+            col = np.asarray(a[:, m])
+            part = np.argpartition(-col, top - 1)[:top] if 0 < top < n else np.arange(top)
+            w = 1.0 + mu * (col[part].astype(np.float64) - (floor - TOL))
+            at = np.searchsorted(used_rows, part)
+            found = used_rows[np.minimum(at, len(used_rows) - 1)] == part if len(used_rows) else 0
+            self.w.append(w)
+            self.slot.append(np.where(found, at, -1))
+            if top == n:
+                self.edge.append(-np.inf)
+            else:
+                # the largest a outside: at most the lowest inside (or the column's largest)
+                edge = col[part].min() if top else col.max()
+                self.edge.append(1.0 + mu * (float(edge) - (floor - TOL)))
+
+    def add(self, m: int, k: int, padded: np.ndarray) -> tuple[float, np.ndarray]:
+        """The most k more inputs add to model m's cell at the prices ``padded`` (with a
+        0 appended, the price of slot -1), beside the ones it counts already (w − π > 0):
+        the k largest w − π of the others, where rows outside the candidates count at
+        ``edge`` (at least their w − π); and the price slots of the candidates chosen."""
+        w, slot = self.w[m], self.slot[m]
+        value = w - padded[slot]
+        rest = np.flatnonzero(~((w > 0) & (value > 0)))
+        pool = np.concatenate([value[rest], np.full(k, self.edge[m])])
+        pick = np.argpartition(-pool, k - 1)[:k]
+        chosen = slot[rest[pick[pick < len(rest)]]]
+        return float(pool[pick].sum()), chosen[chosen >= 0]
+
+
+# candidate rows each model's make-up looks at beyond its rows of w > 0, as a multiple of
+# min_cell (rows past them count at the edge, a bound)
+_MAKE_UP_ROWS = 3
 
 
 def _global_descend(a, floor, mu, max_models, min_cell, known, deadline, max_steps) -> PricedBound:
@@ -415,7 +474,7 @@ def _global_descend(a, floor, mu, max_models, min_cell, known, deadline, max_ste
     row, model, val = _worth(a, floor, mu)
     used_rows, row = np.unique(row, return_inverse=True)
     positive = np.bincount(model, minlength=n_models)
-    make_up = _make_up(a, floor, mu, positive, min_cell) if min_cell > 1 else None
+    make_up = _MakeUp(a, floor, mu, positive, min_cell, used_rows) if min_cell > 1 else None
     price = np.zeros(len(used_rows))
     slack = _ROUNDING * (1 + n) * max(1.0, float(val.max(initial=0.0)))
     descent = _Polyak(known, deadline)
@@ -424,14 +483,15 @@ def _global_descend(a, floor, mu, max_models, min_cell, known, deadline, max_ste
         excess = np.maximum(val - price[row], 0.0)
         # (float even with no entries, where bincount would give integers)
         worth = np.bincount(model, weights=excess, minlength=n_models).astype(np.float64)
+        made_up: dict[int, np.ndarray] = {}
         if make_up is not None:
-            # a cell short of min_cell at w − π > 0 makes up the rest from the ones the
-            # prices turned down (each worth at most 0), then from the largest w <= 0
+            # a cell short of min_cell at w − π > 0 makes up the rest from its other rows
+            # at w − π (each at most 0)
             still = np.bincount(model, weights=excess > 0, minlength=n_models).astype(np.int64)
-            extra = np.maximum(min_cell - still, 0) - (positive - still)
-            for m in np.flatnonzero(extra > 0).tolist():
-                k = int(extra[m])
-                worth[m] += make_up[m][k - 1] if k <= len(make_up[m]) else -np.inf
+            padded = np.append(price, 0.0)
+            for m in np.flatnonzero(still < min_cell).tolist():
+                more, made_up[m] = make_up.add(m, min_cell - int(still[m]), padded)
+                worth[m] += more
         worth = np.maximum(worth, 0.0)
         order = np.argsort(-worth, kind="stable")
         top = order if max_models is None else order[:max_models]
@@ -443,6 +503,9 @@ def _global_descend(a, floor, mu, max_models, min_cell, known, deadline, max_ste
         counted[top] = True
         hits = counted[model] & (excess > 0)
         grad = 1.0 - np.bincount(row[hits], minlength=len(price))
+        for m, slots in made_up.items():
+            if counted[m]:
+                np.subtract.at(grad, slots, 1.0)
         price = descent.next_price(price, grad, bound, None)
         if price is None:
             break

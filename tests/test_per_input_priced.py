@@ -6,6 +6,7 @@ global floors), the top-rows shortcut against the whole column, and the gaps the
 from __future__ import annotations
 
 import itertools
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 from test_per_input import brute_force
 from test_per_input_options_scale import brute_optimum, planted
 
+from solver import per_input_priced as priced
 from solver.certificate import floor_bound
 from solver.feasibility import meets_floor
 from solver.per_input import solve_per_input
@@ -22,6 +24,8 @@ from solver.per_input_priced import (
     _descend,
     _global_descend,
     _Knapsacks,
+    _MakeUp,
+    _worth,
     global_priced_bound,
     model_set_bound,
     priced_bound,
@@ -157,6 +161,43 @@ def test_global_bounds_are_above_brute_force(seed, n, n_models, floor, max_model
     hint = rng.choice(n_models, size=max_models or n_models, replace=False)
     found = global_priced_bound(a, floor, max_models, np.sort(hint), 0, min_cell=min_cell)
     assert floor_bound(found.bound) >= best
+    # fewer make-up candidates than a cell needs (0: only the rows of w > 0): the rows
+    # past them count at the edge, and every price the steps reach still gives a bound
+    for rows in (0, 1):
+        with mock.patch.object(priced, "_MAKE_UP_ROWS", rows):
+            short = _global_descend(a, floor, mu, max_models, min_cell, 0, None, 30)
+        assert short.bound >= best - 1e-9
+
+
+@pytest.mark.property
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    rows=st.integers(0, 3),
+    size=st.integers(1, 5),
+    k=st.integers(1, 5),
+)
+def test_make_up_is_at_least_the_best_rows_at_any_prices(seed, rows, size, k):
+    # the k largest w − π among a model's rows that w − π > 0 does not count already
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, 21, size=(12, 3)) / 20.0
+    floor, mu = 0.6, float(rng.uniform(0.5, 8.0))
+    used_rows = np.unique(_worth(a, floor, mu)[0])
+    positive = np.bincount(_worth(a, floor, mu)[1], minlength=3)
+    price = rng.uniform(0.0, 1.5, size=len(used_rows))
+    full_price = np.zeros(12)
+    full_price[used_rows] = price
+    with mock.patch.object(priced, "_MAKE_UP_ROWS", rows):
+        make_up = _MakeUp(a, floor, mu, positive, size, used_rows)
+    for m in range(3):
+        w = 1.0 + mu * (a[:, m] - (floor - 1e-9))
+        value = w - full_price
+        rest = np.sort(value[~((w > 0) & (value > 0))])[::-1]
+        exact = rest[:k].sum() if len(rest) >= k else -np.inf
+        got, _ = make_up.add(m, k, np.append(price, 0.0))
+        assert got >= exact - 1e-9
+        if positive[m] + rows * size >= 12:  # every row a candidate: exact
+            assert got == pytest.approx(exact) or (np.isinf(got) and np.isinf(exact))
 
 
 @pytest.mark.integration
