@@ -14,7 +14,9 @@ This module is the dispatcher; the parts live beside it:
 - ``solver.per_input_milp``: the exact MILP (PuLP and any solver, or highspy directly);
 - ``solver.per_input_priced``: bounds under the options that price the inputs (per-model
   floors with ``max_models``, branched on the model set; the global floor with
-  ``max_models`` or ``min_cell``).
+  ``max_models`` or ``min_cell``);
+- ``solver.per_input_cell_floor``: starts for the global floor with ``min_cell`` (model
+  sets whose cells are filled first, and a search over those sets).
 
 Methods:
 
@@ -34,10 +36,11 @@ Methods:
     it settles above the partition gets the same start. Then,
     where affordable (at most ``MILP_MAX_INPUTS`` inputs), the MILP (highspy,
     warm-started, at most ``budget`` branch-and-bound nodes) to close the gap;
-  * options with the global scope: the closed form's bound, starts repaired to meet them;
-    with ``max_models`` = K below the models or ``min_cell`` above 1, the priced bound,
-    which counts only K models and makes each cell up to ``min_cell``
-    (``solver.per_input_priced.global_priced_bound``).
+  * options with the global scope: the closed form's bound, starts repaired to meet them
+    (with ``min_cell``, also the filled model sets of ``solver.per_input_cell_floor``, whose
+    search gets ``SEARCH_SHARE`` of the time left); with ``max_models`` = K below the
+    models or ``min_cell`` above 1, the priced bound, which counts only K models and makes
+    each cell up to ``min_cell`` (``solver.per_input_priced.global_priced_bound``).
 
 Before anything big is built, the memory it needs is estimated
 (``solver.memory``) and the solve refused with ``MemoryEstimateError`` (a
@@ -58,10 +61,9 @@ import numpy as np
 
 from solver.backends import check_solver_name
 from solver.certificate import Certificate, floor_bound
-from solver.feasibility import SCOPES, TOL, meets_floor
+from solver.feasibility import SCOPES, TOL
 from solver.memory import MemoryEstimateError, check_per_input_memory
 from solver.per_input_bounds import (
-    best_prefix,
     closed_form_global,
     conflict_bound,
     lagrangian_dual,
@@ -71,6 +73,7 @@ from solver.per_input_bounds import (
     single_cell_sizes,
     tie_break_eps,
 )
+from solver.per_input_cell_floor import cell_floor_starts
 from solver.per_input_milp import MilpResult, allowed_models, milp_highs, milp_pulp
 from solver.per_input_priced import global_priced_bound, model_set_bound
 from solver.per_input_repair import better, fill, reoptimize_cells, repair, settle
@@ -97,8 +100,9 @@ AUTO_MILP_SECONDS = 60.0
 PRICED_SETS_TRIED = 2
 # the share of the time left that the model-set bound may take where a MILP phase follows
 MODEL_SET_SHARE = 0.5
-# the global min_cell start fills each cell from the model's top RESERVE_DEPTH x min_cell rows
-RESERVE_DEPTH = 4
+# the share of the time left that the global min_cell start's model-set search may take
+# (the priced bound and the MILP phase follow)
+SEARCH_SHARE = 0.25
 # The tie-break phase (max total IIA at maximal strength) is best-effort: its knapsack-like
 # bound can take minutes to close, so it gets at most this long on top of its node budget. A
 # tie-break the clock stops is not used; the cap is generous so that a loaded machine still
@@ -277,12 +281,14 @@ def _heuristic(
     cols: np.ndarray | None = None,
     sizes: np.ndarray | None = None,
     top: bool = True,
+    deadline: float | None = None,
 ) -> np.ndarray:
     """A quick feasible partition meeting the options: the best of the option-free
     structured answer (closed form or Lagrangian rounding, on the models ``cols`` with
     the multipliers ``mu`` when given) repaired and refilled, the top-K-models start
-    (with ``max_models``; ``sizes``: the lone cell sizes of ``cols``), and the (screened,
-    feasible) warm start refilled."""
+    (with ``max_models``; ``sizes``: the lone cell sizes of ``cols``), the global
+    ``min_cell`` starts (``solver.per_input_cell_floor``, its model-set search until
+    ``deadline``), and the (screened, feasible) warm start refilled."""
     if scope == "global":
         base = closed_form_global(a, floor)
     else:
@@ -318,125 +324,13 @@ def _heuristic(
         cand = better(a, cand, start_k)
     # (with max_models alone the top-K start above already spreads the inputs over K models)
     if scope == "global" and min_cell > 1:
-        shrunk = shrink_models_start(a, floor, max_models, min_cell)
-        reserved = reserve_cells_start(a, floor, max_models, min_cell)
-        if reserved is not None:
-            shrunk = reserved if shrunk is None else better(a, shrunk, reserved)
-        if shrunk is not None:
-            shrunk = fill(a, shrunk, floor, scope, max_models, min_cell)
-            cand = better(a, cand, polish(a, shrunk, floor, scope, max_models, min_cell))
+        start = cell_floor_starts(a, floor, max_models, min_cell, deadline=deadline).best
+        if start is not None:
+            start = fill(a, start, floor, scope, max_models, min_cell)
+            cand = better(a, cand, polish(a, start, floor, scope, max_models, min_cell))
     if warm_start is not None:
         cand = better(a, cand, fill(a, warm_start, floor, scope, max_models, min_cell))
     return cand
-
-
-def _shrinking_sets(a: np.ndarray, floor: float):
-    """The option-free closed form over a model set that starts with every model and loses
-    the model of its smallest cell, one at a time, each input moving to its best model
-    among those left: yields (order, k, best, sizes) per set (the first k of ``order``
-    covered, input i in model best[i]; ``sizes`` per model)."""
-    n, n_models = a.shape
-    keep = np.ones(n_models, dtype=bool)
-    best = np.asarray(a.argmax(axis=1), dtype=np.int64)
-    value = a[np.arange(n), best].astype(np.float64)
-    while keep.any():
-        order, k = best_prefix(value, floor)
-        if k == 0:
-            return
-        sizes = np.bincount(best[order[:k]], minlength=n_models)
-        yield order, k, best, sizes
-        used = np.flatnonzero(sizes)
-        keep[used[np.argmin(sizes[used])]] = False
-        if not keep.any():
-            return
-        moved = np.flatnonzero(~keep[best])
-        cols = np.flatnonzero(keep)
-        best[moved] = cols[np.asarray(a[moved][:, cols]).argmax(axis=1)]
-        value[moved] = a[moved, best[moved]]
-
-
-def shrink_models_start(
-    a: np.ndarray, floor: float, max_models: int | None, min_cell: int
-) -> np.ndarray | None:
-    """Global floor with the options: the first of ``_shrinking_sets`` whose every cell
-    holds ``min_cell`` inputs and that uses at most ``max_models`` models. Dropping cells
-    that are too small from the option-free answer loses their inputs; here each input
-    moves to its best model among those left instead. None when no model set gets there."""
-    limit = a.shape[1] if max_models is None else max_models
-    for order, k, best, sizes in _shrinking_sets(a, floor):
-        used = np.flatnonzero(sizes)
-        if sizes[used].min() >= min_cell and len(used) <= limit:
-            assign = np.full(a.shape[0], -1, dtype=np.int64)
-            assign[order[:k]] = best[order[:k]]
-            return assign
-    return None
-
-
-def _take_pairs(rows, cols, vals, n: int, k: int, min_cell: int) -> np.ndarray | None:
-    """Up to ``min_cell`` inputs for each of ``k`` models from the candidate pairs (input
-    ``rows``, model ``cols`` in 0..k-1, IIA ``vals``), best pairs first: in rounds, each free
-    input's best pair to a model with room, each model keeping the best of those up to its
-    room (the round's best pair is always kept, so every round takes one). The model of
-    each input (-1: none); None where a model cannot be filled."""
-    order = np.argsort(-vals, kind="stable")
-    rows, cols = rows[order], cols[order]
-    owner = np.full(n, -1, dtype=np.int64)
-    count = np.zeros(k, dtype=np.int64)
-    while count.sum() < k * min_cell:
-        idx = np.flatnonzero((owner[rows] < 0) & (count[cols] < min_cell))
-        if len(idx) == 0:
-            return None
-        _, first = np.unique(rows[idx], return_index=True)
-        pick = idx[np.sort(first)]  # each free input's best pair, in value order
-        by_model = np.argsort(cols[pick], kind="stable")  # value order within each model
-        m = cols[pick][by_model]
-        rank = np.arange(len(m)) - np.searchsorted(m, m, side="left")
-        chosen = pick[by_model[rank < min_cell - count[m]]]
-        owner[rows[chosen]] = cols[chosen]
-        count += np.bincount(cols[chosen], minlength=k)
-    return owner
-
-
-def reserve_cells_start(
-    a: np.ndarray, floor: float, max_models: int | None, min_cell: int
-) -> np.ndarray | None:
-    """Global floor with ``min_cell``: for each model set that ``_shrinking_sets`` passes
-    through (its models with a non-empty cell), every model first gets ``min_cell`` inputs
-    (``_take_pairs`` over each model's top rows), then the other inputs go to their best
-    model of the set, best first, while the pooled mean meets the floor; the strongest. A
-    small cell filled up costs some of the pool's surplus, where dropping its model (the
-    shrinking start) loses its inputs and the surplus they carried: on 2,000 x 64 at floor
-    0.95 with min_cell 10, 167 inputs against the shrinking start's 137 (the proven optimum
-    is 195)."""
-    n, n_models = a.shape
-    limit = n_models if max_models is None else max_models
-    depth = min(RESERVE_DEPTH * min_cell, n)
-    tops = [np.argpartition(-np.asarray(a[:, m]), depth - 1)[:depth] for m in range(n_models)]
-    found: np.ndarray | None = None
-    for order, _, best, sizes in _shrinking_sets(a, floor):
-        used = np.flatnonzero(sizes)
-        if len(used) > limit or min_cell * len(used) > n:
-            continue
-        rows = np.concatenate([tops[m] for m in used])
-        cols = np.repeat(np.arange(len(used)), depth)
-        owner = _take_pairs(rows, cols, a[rows, used[cols]], n, len(used), min_cell)
-        if owner is None:
-            continue
-        assign = np.where(owner >= 0, used[np.maximum(owner, 0)], -1)
-        taken = owner >= 0
-        base = float(np.sum(a[taken, assign[taken]], dtype=np.float64))
-        # the others at their best model of the set (an input whose best kept model holds
-        # no cell here stays out)
-        rest = order[~taken[order] & (sizes[best[order]] > 0)]  # best first, as ``order``
-        counts = np.arange(len(rest) + 1)
-        sums = base + np.concatenate([[0.0], np.cumsum(a[rest, best[rest]], dtype=np.float64)])
-        good = meets_floor(sums, min_cell * len(used) + counts, floor)
-        if not good.any():
-            continue
-        k = int(counts[good].max())
-        assign[rest[:k]] = best[rest[:k]]
-        found = assign if found is None else better(a, found, assign)
-    return found
 
 
 # ---------------------------------------------------------------------------------------
@@ -735,7 +629,9 @@ def _solve_auto(a, floor, scope, deadline, max_models, min_cell, warm, budget, l
     else:
         bound, mu, _ = relaxation_bound(a, floor, scope, deadline)
         log.note("bound: closed form without options")
-        assign = _heuristic(a, floor, scope, max_models, min_cell, warm, mu)
+        left = _remaining(deadline)
+        search_until = None if left is None else time.perf_counter() + SEARCH_SHARE * left
+        assign = _heuristic(a, floor, scope, max_models, min_cell, warm, mu, deadline=search_until)
         limited = max_models is not None and 0 < max_models < len(cols)
         if limited or min_cell > 1:
             k = max_models if limited else None
