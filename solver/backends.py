@@ -14,6 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 import pulp
 
+from solver.highs_child import CHILD_MIN_COLS, run_mip
+from solver.pulp_arrays import pulp_request
+
 ALIASES = {"highs": "HiGHS", "cbc": "PULP_CBC_CMD"}
 
 
@@ -155,11 +158,13 @@ def solve_with_pulp(
         fd, log_path = tempfile.mkstemp(prefix="ccm_cbc_", suffix=".log")
         os.close(fd)
     started = time.perf_counter()
+    if pulp_name == "HiGHS" and time_limit is not None and len(prob.variables()) >= CHILD_MIN_COLS:
+        return _highs_in_child(prob, time_limit, warm, options, started)
     try:
         prob.solve(make_pulp_solver(name, time_limit, warm, log_path, **options))
         seconds = time.perf_counter() - started
         if pulp_name == "HiGHS":
-            return _highs_verdict(prob.solverModel, seconds)
+            return _highs_verdict(prob.solverModel, seconds, float(prob.objective.constant))
         if pulp_name == "PULP_CBC_CMD":
             with open(log_path, errors="replace") as fh:
                 text = fh.read()
@@ -236,22 +241,47 @@ def highs_mip_bound(highs, sign: float = 1.0) -> float | None:
     return sign * dual
 
 
-def _highs_verdict(highs, seconds: float) -> Verdict:
+def _highs_verdict(highs, seconds: float, constant: float) -> Verdict:
     import highspy
 
     status = highs.getModelStatus()
     info = highs.getInfo()
     has = info.primal_solution_status >= 2
-    # pulp.HiGHS minimises the negated objective, so bound and objective flip sign.
-    objective = -float(info.objective_function_value) if has else None
+    # pulp.HiGHS minimises the negated objective, so bound and objective flip sign; it
+    # leaves the objective's constant out, which goes back in here.
+    objective = constant - float(info.objective_function_value) if has else None
+    bound = highs_mip_bound(highs, -1.0)
     return Verdict(
         f"HiGHS (highspy {_highs_version()})",
         highs.modelStatusToString(status),
         status == highspy.HighsModelStatus.kOptimal,
-        highs_mip_bound(highs, -1.0),
+        None if bound is None else bound + constant,
         has,
         objective,
         seconds,
+    )
+
+
+def _highs_in_child(
+    prob: pulp.LpProblem, time_limit: float, warm: bool, options: dict, started: float
+) -> Verdict:
+    """HiGHS on ``prob`` in a child process killed at ``time_limit``
+    (``solver.highs_child.run_mip``; in process its MIP set-up can run far past the limit):
+    the incumbent's values go back onto the variables, as PuLP's own solve leaves them."""
+    req, variables, constant = pulp_request(prob, warm, options)
+    # the arrays' build counts against the limit
+    run = run_mip(req, max(time_limit - (time.perf_counter() - started), 0.01))
+    if run.values is not None:
+        for var, value in zip(variables, run.values.tolist(), strict=True):
+            var.varValue = value
+    return Verdict(
+        f"HiGHS (highspy {_highs_version()})",
+        run.status,
+        run.optimal,
+        None if run.bound is None else run.bound + constant,
+        run.objective is not None,
+        None if run.objective is None else run.objective + constant,
+        time.perf_counter() - started,
     )
 
 

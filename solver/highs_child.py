@@ -49,7 +49,8 @@ class MipRun:
 @dataclass
 class MipRequest:
     """A column-wise MIP for highspy: arrays as ``HighsLp`` takes them (maximise when
-    ``maximize``), HiGHS options, an optional start, and how many column values to return."""
+    ``maximize``), HiGHS options, an optional start, how many column values to return, and
+    which columns are integer (None: all)."""
 
     cost: np.ndarray
     col_lower: np.ndarray
@@ -63,6 +64,7 @@ class MipRequest:
     options: dict
     warm: np.ndarray | None
     keep: int
+    integer: np.ndarray | None = None
 
 
 def _solve(req: MipRequest) -> MipRun:
@@ -86,7 +88,11 @@ def _solve(req: MipRequest) -> MipRun:
     lp.a_matrix_.value_ = req.value
     lp.a_matrix_.num_col_ = n_cols
     lp.a_matrix_.num_row_ = n_rows
-    lp.integrality_ = [highspy.HighsVarType.kInteger] * n_cols
+    if req.integer is None:
+        lp.integrality_ = [highspy.HighsVarType.kInteger] * n_cols
+    else:
+        kinds = (highspy.HighsVarType.kContinuous, highspy.HighsVarType.kInteger)
+        lp.integrality_ = [kinds[int(flag)] for flag in req.integer]
     h = new_highs()
     for name, value in req.options.items():
         if h.setOptionValue(name, value) != highspy.HighsStatus.kOk:
@@ -133,7 +139,7 @@ def run_mip(req: MipRequest, time_limit: float | None) -> MipRun:
     if not child:
         return _solve(req)
     payload = pickle.dumps(req, protocol=pickle.HIGHEST_PROTOCOL)
-    for name in ("cost", "col_lower", "col_upper", "start", "index", "value", "warm"):
+    for name in ("cost", "col_lower", "col_upper", "start", "index", "value", "warm", "integer"):
         setattr(req, name, None)
     path = os.pathsep.join(filter(None, [_ROOT, os.environ.get("PYTHONPATH")]))
     deadline = time.monotonic() + time_limit

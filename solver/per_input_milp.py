@@ -147,7 +147,9 @@ def milp_pulp(
             v.setInitialValue(1.0 if np.any(warm_start == m) else 0.0)
 
     try:
-        verdict = solve_with_pulp(prob, solver, time_limit, warm, gapRel=0.0)
+        # PuLP's build (a Python object per variable) counts against the limit
+        left = None if time_limit is None else max(time_limit - (time.perf_counter() - t0), 0.01)
+        verdict = solve_with_pulp(prob, solver, left, warm, gapRel=0.0)
     except pulp.PulpSolverError as exc:
         return MilpResult(None, None, False, f"solver error: {exc}", key, time.perf_counter() - t0)
 

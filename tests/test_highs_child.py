@@ -1,15 +1,21 @@
 """HiGHS MIP runs that keep their time limit (solver/highs_child.py): a large model runs in a
-child process, killed at its deadline; the answer is the same as the in-process run's."""
+child process, killed at its deadline; the answer is the same as the in-process run's, for
+the arrays of milp_highs and for PuLP models (solver/pulp_arrays.py, method "ilp")."""
 
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+import pulp
 import pytest
 
-from solver import highs_child
+from solver import backends, highs_child
+from solver.certificate import floor_bound
+from solver.per_input import solve_per_input
 from solver.per_input_milp import milp_highs
+from solver.pulp_arrays import pulp_request
+from solver.verify import check_partition
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 # bench/per_input_scale.py's synthetic IIA (a true model per input shifted by the model's
@@ -71,3 +77,63 @@ def test_a_child_that_fails_names_its_error(monkeypatch):
     )  # fmt: skip
     with pytest.raises(RuntimeError, match="HiGHS child process exited"):
         highs_child.run_mip(req, time_limit=10.0)
+
+
+def _mixed_model() -> pulp.LpProblem:
+    """Binaries, a bounded integer and a free-ish continuous column; <=, >= and = rows; an
+    objective constant: every kind of piece that ``pulp_request`` converts."""
+    prob = pulp.LpProblem("mixed", pulp.LpMaximize)
+    x = [prob.add_variable(f"x{i}", 0, 1, cat=pulp.LpBinary) for i in range(6)]
+    k = prob.add_variable("k", 0, 3, cat=pulp.LpInteger)
+    z = prob.add_variable("z", -2, 5)
+    weights = [3, 5, 4, 6, 2, 7]
+    prob += pulp.lpSum(w * v for w, v in zip(weights, x)) + 2 * k + 0.5 * z + 1.25
+    prob += pulp.lpSum(x) <= 3, "pick"
+    prob += x[0] + x[1] >= 1, "cover"
+    prob += k + z == 3.5, "tie"
+    prob += pulp.lpSum(v for v in x[3:]) + k <= 3, "share"
+    return prob
+
+
+@pytest.mark.unit
+def test_a_pulp_model_in_a_child_gives_the_in_process_answer(monkeypatch):
+    prob = _mixed_model()
+    here = backends.solve_with_pulp(prob, "highs", None, False)
+    values = {v.name: v.varValue for v in prob.variables()}
+    monkeypatch.setattr(backends, "CHILD_MIN_COLS", 0)
+    monkeypatch.setattr(highs_child, "CHILD_MIN_COLS", 0)
+    spawned = []
+    real_popen = highs_child.subprocess.Popen
+    monkeypatch.setattr(
+        highs_child.subprocess,
+        "Popen",
+        lambda *args, **kw: spawned.append(args) or real_popen(*args, **kw),
+    )
+    prob = _mixed_model()
+    child = backends.solve_with_pulp(prob, "highs", 30.0, False, gapRel=0.0)
+    assert spawned, "the run did not go to a child process"
+    assert here.proven and child.proven and child.status == here.status == "Optimal"
+    assert child.objective == pytest.approx(here.objective)
+    assert child.bound == pytest.approx(here.bound)
+    assert child.objective == pytest.approx(pulp.value(prob.objective))  # with the constant
+    assert {v.name: v.varValue for v in prob.variables()} == pytest.approx(values)
+
+
+@pytest.mark.unit
+def test_a_pulp_keyword_without_a_highs_name_is_refused():
+    with pytest.raises(ValueError, match="no HiGHS option for the PuLP keyword"):
+        pulp_request(_mixed_model(), False, {"keepFiles": True})
+
+
+@pytest.mark.integration
+def test_the_ilp_method_keeps_its_time_limit():
+    # method="ilp" builds its model in PuLP; PuLP's HiGHS runs in process, where this model
+    # (128,000 binaries) ran 41 s under a 10 s limit. In a child it ends at the limit, and
+    # the partition returned (here the heuristic's: no incumbent came back) is verified.
+    a = synthetic32(2000, 64, 0)
+    t = time.perf_counter()
+    assign, cert = solve_per_input(a, 0.98, "global", method="ilp", time_limit=10, min_cell=5)
+    took = time.perf_counter() - t
+    assert took <= 10.0 + 3.0, took
+    check_partition(a, assign, 0.98, "per-input", "global", min_cell=5)
+    assert cert.objective <= floor_bound(cert.bound)
