@@ -158,7 +158,7 @@ def solve_with_pulp(
         fd, log_path = tempfile.mkstemp(prefix="ccm_cbc_", suffix=".log")
         os.close(fd)
     started = time.perf_counter()
-    if pulp_name == "HiGHS" and time_limit is not None and len(prob.variables()) >= CHILD_MIN_COLS:
+    if pulp_name == "HiGHS" and time_limit is not None and prob.numVariables() >= CHILD_MIN_COLS:
         return _highs_in_child(prob, time_limit, warm, options, started)
     try:
         prob.solve(make_pulp_solver(name, time_limit, warm, log_path, **options))

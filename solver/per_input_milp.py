@@ -107,52 +107,28 @@ def milp_pulp(
     ok = allowed_models(a, floor, scope)
     # Refuse before PuLP builds a Python object per variable (MemoryEstimateError).
     check_per_input_memory(n, int(ok.sum()), "pulp", itemsize=a.itemsize)
-    prob = pulp.LpProblem("per_input", pulp.LpMaximize)
-    x: dict[tuple[int, int], pulp.LpVariable] = {}
-    for m in np.flatnonzero(ok):
-        for i in range(n):
-            x[i, int(m)] = prob.add_variable(f"x_{i}_{m}", 0, 1, cat=pulp.LpBinary)
-    if min_strength is None:
-        prob += pulp.lpSum(x.values())
-    else:
-        prob += pulp.lpSum(float(a[i, m]) * v for (i, m), v in x.items())
-        prob += pulp.lpSum(x.values()) >= min_strength, "strength"
-    by_input: dict[int, list] = {}
-    by_model: dict[int, list] = {}
-    for (i, m), v in x.items():
-        by_input.setdefault(i, []).append(v)
-        by_model.setdefault(m, []).append((i, v))
-    for i, vs in by_input.items():
-        if len(vs) > 1:
-            prob += pulp.lpSum(vs) <= 1, f"one_{i}"
-    if scope == "per-model":
-        for m, ivs in by_model.items():
-            prob += pulp.lpSum((float(a[i, m]) - floor) * v for i, v in ivs) >= 0, f"floor_{m}"
-    else:
-        prob += pulp.lpSum((float(a[i, m]) - floor) * v for (i, m), v in x.items()) >= 0, "floor"
-    y: dict[int, pulp.LpVariable] = {}
-    if _needs_y(max_models, min_cell):
-        for m, ivs in by_model.items():
-            y[m] = prob.add_variable(f"y_{m}", 0, 1, cat=pulp.LpBinary)
-            count = pulp.lpSum(v for _, v in ivs)
-            prob += count <= len(ivs) * y[m], f"link_{m}"
-            if min_cell > 1:
-                prob += count >= min_cell * y[m], f"mincell_{m}"
-        if max_models is not None:
-            prob += pulp.lpSum(y.values()) <= max_models, "max_models"
-    if warm:
-        for (i, m), v in x.items():
-            v.setInitialValue(1.0 if warm_start[i] == m else 0.0)
-        for m, v in y.items():
-            v.setInitialValue(1.0 if np.any(warm_start == m) else 0.0)
+    # PuLP builds a Python object per variable and term (seconds for 10^5 of them): a build
+    # that outlasts the limit stops there, as a run the clock stopped before its first node
+    deadline = None if time_limit is None else t0 + time_limit
+
+    def on_time() -> None:
+        if deadline is not None and time.perf_counter() > deadline:
+            raise _BuildStopped
 
     try:
-        # PuLP's build (a Python object per variable) counts against the limit
+        prob, x = _build_pulp(
+            a, floor, scope, ok, max_models, min_cell, warm_start, min_strength, on_time
+        )
+    except _BuildStopped:
+        return MilpResult(
+            None, None, False, BUILD_STOPPED, key, time.perf_counter() - t0, timed_out=True
+        )
+    try:
+        # PuLP's build counts against the limit
         left = None if time_limit is None else max(time_limit - (time.perf_counter() - t0), 0.01)
         verdict = solve_with_pulp(prob, solver, left, warm, gapRel=0.0)
     except pulp.PulpSolverError as exc:
         return MilpResult(None, None, False, f"solver error: {exc}", key, time.perf_counter() - t0)
-
     assign: np.ndarray | None = np.full(n, -1, dtype=np.int64)
     for (i, m), v in x.items():
         if v.varValue is not None and v.varValue > 0.5:
@@ -188,6 +164,64 @@ def milp_pulp(
     return MilpResult(
         assign, bound, proven, status, key, time.perf_counter() - t0, _timed_out(status)
     )
+
+
+class _BuildStopped(Exception):
+    """The time limit passed while PuLP built the model."""
+
+
+BUILD_STOPPED = "Time limit reached (while PuLP built the model, before any solve)"
+
+
+def _build_pulp(a, floor, scope, ok, max_models, min_cell, warm_start, min_strength, on_time):
+    """The MILP as a PuLP problem and its x variables; ``on_time()`` between steps raises
+    ``_BuildStopped`` once the limit has passed."""
+    n = a.shape[0]
+    prob = pulp.LpProblem("per_input", pulp.LpMaximize)
+    x: dict[tuple[int, int], pulp.LpVariable] = {}
+    for m in np.flatnonzero(ok):
+        for i in range(n):
+            x[i, int(m)] = prob.add_variable(f"x_{i}_{m}", 0, 1, cat=pulp.LpBinary)
+        on_time()
+    if min_strength is None:
+        prob += pulp.lpSum(x.values())
+    else:
+        prob += pulp.lpSum(float(a[i, m]) * v for (i, m), v in x.items())
+        prob += pulp.lpSum(x.values()) >= min_strength, "strength"
+    by_input: dict[int, list] = {}
+    by_model: dict[int, list] = {}
+    for (i, m), v in x.items():
+        by_input.setdefault(i, []).append(v)
+        by_model.setdefault(m, []).append((i, v))
+    for i, vs in by_input.items():
+        if len(vs) > 1:
+            prob += pulp.lpSum(vs) <= 1, f"one_{i}"
+        if i % 1000 == 0:
+            on_time()
+    if scope == "per-model":
+        for m, ivs in by_model.items():
+            prob += pulp.lpSum((float(a[i, m]) - floor) * v for i, v in ivs) >= 0, f"floor_{m}"
+            on_time()
+    else:
+        prob += pulp.lpSum((float(a[i, m]) - floor) * v for (i, m), v in x.items()) >= 0, "floor"
+    y: dict[int, pulp.LpVariable] = {}
+    if _needs_y(max_models, min_cell):
+        for m, ivs in by_model.items():
+            y[m] = prob.add_variable(f"y_{m}", 0, 1, cat=pulp.LpBinary)
+            count = pulp.lpSum(v for _, v in ivs)
+            prob += count <= len(ivs) * y[m], f"link_{m}"
+            if min_cell > 1:
+                prob += count >= min_cell * y[m], f"mincell_{m}"
+        if max_models is not None:
+            prob += pulp.lpSum(y.values()) <= max_models, "max_models"
+    on_time()
+    if warm_start is not None:
+        for (i, m), v in x.items():
+            v.setInitialValue(1.0 if warm_start[i] == m else 0.0)
+        for m, v in y.items():
+            v.setInitialValue(1.0 if np.any(warm_start == m) else 0.0)
+
+    return prob, x
 
 
 def _timed_out(status: str) -> bool:

@@ -13,7 +13,7 @@ import pytest
 from solver import backends, highs_child
 from solver.certificate import floor_bound
 from solver.per_input import solve_per_input
-from solver.per_input_milp import milp_highs
+from solver.per_input_milp import BUILD_STOPPED, milp_highs, milp_pulp
 from solver.pulp_arrays import pulp_request
 from solver.verify import check_partition
 
@@ -137,3 +137,18 @@ def test_the_ilp_method_keeps_its_time_limit():
     assert took <= 10.0 + 3.0, took
     check_partition(a, assign, 0.98, "per-input", "global", min_cell=5)
     assert cert.objective <= floor_bound(cert.bound)
+
+
+@pytest.mark.unit
+def test_a_pulp_build_past_the_limit_stops_and_claims_nothing():
+    # 2,000 x 16 is 32,000 PuLP variables (about a second to build here): with a 1 ms limit
+    # the build stops at its first check, with no partition and no bound
+    a = synthetic32(2000, 16, 0)
+    t = time.perf_counter()
+    res = milp_pulp(
+        a, 0.95, "per-model", solver="highs", time_limit=0.001, max_models=None,
+        min_cell=1, warm_start=None,
+    )  # fmt: skip
+    assert time.perf_counter() - t < 5.0
+    assert res.status == BUILD_STOPPED and res.timed_out
+    assert res.assign is None and res.bound is None and not res.proven_optimal
