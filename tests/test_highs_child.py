@@ -24,6 +24,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 from per_input_scale import synthetic32  # noqa: E402
 
 
+def every_run_in_a_child(monkeypatch) -> list:
+    """Send every HiGHS run (arrays or PuLP) to a child process; the list fills with each
+    child's command line."""
+    monkeypatch.setattr(highs_child, "CHILD_MIN_COLS", 0)
+    monkeypatch.setattr(backends, "CHILD_MIN_COLS", 0)
+    spawned: list = []
+    real_popen = highs_child.subprocess.Popen
+    monkeypatch.setattr(
+        highs_child.subprocess,
+        "Popen",
+        lambda *args, **kw: spawned.append(args) or real_popen(*args, **kw),
+    )
+    return spawned
+
+
 @pytest.mark.integration
 def test_a_set_up_that_overruns_is_stopped_at_the_deadline():
     # In process, HiGHS ran this model (128,000 binaries) for 26 s under an 8 s limit (12-16 s
@@ -50,14 +65,7 @@ def test_the_child_gives_the_in_process_answer(monkeypatch, options):
     a = rng.uniform(0.6, 1.0, size=(60, 4))
     kwargs = dict(time_limit=30.0, max_models=None, min_cell=1, warm_start=None) | options
     here = milp_highs(a, 0.9, "per-model", **kwargs)
-    monkeypatch.setattr(highs_child, "CHILD_MIN_COLS", 0)  # every run in a child
-    spawned = []
-    real_popen = highs_child.subprocess.Popen
-    monkeypatch.setattr(
-        highs_child.subprocess,
-        "Popen",
-        lambda *args, **kw: spawned.append(args) or real_popen(*args, **kw),
-    )
+    spawned = every_run_in_a_child(monkeypatch)
     child = milp_highs(a, 0.9, "per-model", **kwargs)
     assert spawned, "the run did not go to a child process"
     assert here.proven_optimal and child.proven_optimal
@@ -100,15 +108,7 @@ def test_a_pulp_model_in_a_child_gives_the_in_process_answer(monkeypatch):
     prob = _mixed_model()
     here = backends.solve_with_pulp(prob, "highs", None, False)
     values = {v.name: v.varValue for v in prob.variables()}
-    monkeypatch.setattr(backends, "CHILD_MIN_COLS", 0)
-    monkeypatch.setattr(highs_child, "CHILD_MIN_COLS", 0)
-    spawned = []
-    real_popen = highs_child.subprocess.Popen
-    monkeypatch.setattr(
-        highs_child.subprocess,
-        "Popen",
-        lambda *args, **kw: spawned.append(args) or real_popen(*args, **kw),
-    )
+    spawned = every_run_in_a_child(monkeypatch)
     prob = _mixed_model()
     child = backends.solve_with_pulp(prob, "highs", 30.0, False, gapRel=0.0)
     assert spawned, "the run did not go to a child process"
