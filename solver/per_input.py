@@ -475,7 +475,9 @@ def _solve_ilp(a, floor, scope, solver, deadline, max_models, min_cell, warm, lo
             + ("the warm start" if warm is not None else "a heuristic partition")
         )
         assign = (
-            warm if warm is not None else _heuristic(a, floor, scope, max_models, min_cell, None)
+            warm
+            if warm is not None
+            else _heuristic(a, floor, scope, max_models, min_cell, None, deadline=deadline)
         )
     else:
         assign = better(a, assign, warm)

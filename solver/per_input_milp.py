@@ -212,6 +212,7 @@ def _build_pulp(a, floor, scope, ok, max_models, min_cell, warm_start, min_stren
             prob += count <= len(ivs) * y[m], f"link_{m}"
             if min_cell > 1:
                 prob += count >= min_cell * y[m], f"mincell_{m}"
+            on_time()
         if max_models is not None:
             prob += pulp.lpSum(y.values()) <= max_models, "max_models"
     on_time()
