@@ -38,7 +38,7 @@ class CellFloorStarts:
     """``shrunk``: the shrinking start (None: no set of the walk holds ``min_cell`` per cell
     within ``max_models``); ``filled``: the best filled set of the walk; ``searched``: the
     model-set search from it; ``sets_tried``: sets the search evaluated; ``best``: the best
-    of the three (None: none exists)."""
+    of the three, which is ``searched`` (None: none exists)."""
 
     shrunk: np.ndarray | None
     filled: np.ndarray | None
@@ -247,4 +247,5 @@ def cell_floor_starts(
         searched, tried = search_model_sets(
             a, floor, max_models, min_cell, start, tops, deadline=deadline
         )
-    return CellFloorStarts(shrunk, filled, searched, tried, better(a, start, searched))
+    # the search returns its start unless a set gains inputs: it is the best already
+    return CellFloorStarts(shrunk, filled, searched, tried, searched)
